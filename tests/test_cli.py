@@ -1,0 +1,12 @@
+from __future__ import annotations
+
+from fastdat.cli import main
+
+
+def test_collimators_table(capsys):
+    assert main(["collimators"]) == 0
+    out = capsys.readouterr().out
+    assert "siemens-lehr" in out
+    # domain.md: Siemens LEHR system FWHM ~6.9 mm at 10 cm
+    line = next(x for x in out.splitlines() if x.startswith("siemens-lehr"))
+    assert abs(float(line.split()[-1]) - 6.9) < 0.2
