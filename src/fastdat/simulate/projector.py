@@ -78,6 +78,7 @@ class SPECTProjector:
         collimator: Collimator name for the depth-dependent response, or ``None`` for none.
         intrinsic_fwhm_mm: Intrinsic detector resolution (mm).
         arc_deg: Angular range covered by the views (degrees).
+        view_indices: Keep only these views (an OSEM subset); all when ``None``.
         dtype: Floating dtype of all computations.
         device: Torch device.
     """
@@ -95,6 +96,7 @@ class SPECTProjector:
         arc_deg: float = 360.0,
         dtype: torch.dtype = torch.float32,
         device: torch.device | str = "cpu",
+        view_indices: list[int] | None = None,
     ) -> None:
         if n < 2 or n_slices < 1:
             raise ValueError(f"object size must be >= 2 x 2 x 1, got {n} x {n} x {n_slices}")
@@ -107,9 +109,12 @@ class SPECTProjector:
                 f"orbit_radius_mm={orbit_radius_mm} must exceed the object half-width "
                 f"{n * pixel_mm / 2:.1f} mm (the detector would pass through the object)"
             )
+        angles = torch.arange(n_views, dtype=torch.float64) * math.radians(arc_deg) / n_views
+        if view_indices is not None:
+            angles = angles[torch.as_tensor(view_indices, dtype=torch.long)]
+            n_views = angles.numel()
         self.n, self.nz, self.pixel_mm, self.n_views = n, n_slices, pixel_mm, n_views
         self.dtype, self.device = dtype, torch.device(device)
-        angles = torch.arange(n_views, dtype=torch.float64) * math.radians(arc_deg) / n_views
         self.angles_rad = angles
         coo = rotation_matrix(n, angles)
         self._rot = coo.to(dtype).to_sparse_csr().to(self.device)
