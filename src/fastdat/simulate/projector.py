@@ -18,6 +18,7 @@ Shapes: object ``(N, N, Z)`` (x, y, z voxels of ``pixel_mm``); projections ``(V,
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -65,6 +66,25 @@ def rotation_matrix(n: int, angles_rad: torch.Tensor) -> torch.Tensor:
     return torch.sparse_coo_tensor(idx, torch.cat(vals), (out.numel(), n * n)).coalesce()
 
 
+@functools.lru_cache(maxsize=16)
+def _rotation_operators(
+    n: int,
+    n_views: int,
+    arc_deg: float,
+    views: tuple[int, ...] | None,
+    dtype: torch.dtype,
+    device: torch.device,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Angles and CSR rotation matrices (and transposes), cached: they depend on geometry only."""
+    angles = torch.arange(n_views, dtype=torch.float64) * math.radians(arc_deg) / n_views
+    if views is not None:
+        angles = angles[torch.as_tensor(views, dtype=torch.long)]
+    coo = rotation_matrix(n, angles)
+    rot = coo.to(dtype).to_sparse_csr().to(device)
+    rot_t = coo.t().coalesce().to(dtype).to_sparse_csr().to(device)
+    return angles, rot, rot_t
+
+
 class SPECTProjector:
     """Matched forward (``A``) and back (``A_adjoint``) projector.
 
@@ -109,16 +129,13 @@ class SPECTProjector:
                 f"orbit_radius_mm={orbit_radius_mm} must exceed the object half-width "
                 f"{n * pixel_mm / 2:.1f} mm (the detector would pass through the object)"
             )
-        angles = torch.arange(n_views, dtype=torch.float64) * math.radians(arc_deg) / n_views
-        if view_indices is not None:
-            angles = angles[torch.as_tensor(view_indices, dtype=torch.long)]
-            n_views = angles.numel()
-        self.n, self.nz, self.pixel_mm, self.n_views = n, n_slices, pixel_mm, n_views
+        views = None if view_indices is None else tuple(int(v) for v in view_indices)
+        angles, self._rot, self._rot_t = _rotation_operators(
+            n, n_views, float(arc_deg), views, dtype, torch.device(device)
+        )
+        self.n, self.nz, self.pixel_mm, self.n_views = n, n_slices, pixel_mm, angles.numel()
         self.dtype, self.device = dtype, torch.device(device)
         self.angles_rad = angles
-        coo = rotation_matrix(n, angles)
-        self._rot = coo.to(dtype).to_sparse_csr().to(self.device)
-        self._rot_t = coo.t().coalesce().to(dtype).to_sparse_csr().to(self.device)
         self._steps = self._psf_steps(collimator, intrinsic_fwhm_mm, orbit_radius_mm)
         self._att = None
         if mu_map is not None:

@@ -1,0 +1,192 @@
+from __future__ import annotations
+
+import csv
+import json
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from fastdat.cli import main
+from fastdat.simulate.cohort import resolve_config, simulate_cohort
+
+# A tiny but complete cohort: 10 mm voxels, 24 x 24 x 16 grid, 24 views, 32-bin detector.
+TINY = [
+    "cohort.n_studies=2",
+    "cohort.balanced=true",
+    "grid.voxel_mm=10.0",
+    "grid.size=24",
+    "grid.n_slices=16",
+    "acquisition.detector_size=32",
+    "acquisition.n_views=24",
+    "recon.iterations=2",
+    "recon.subsets=4",
+    "phantom.supersample=1",
+]
+
+
+def _tiny(*extra):
+    return resolve_config({}, TINY + list(extra))
+
+
+@pytest.fixture(scope="module")
+def cohort(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cohort")
+    simulate_cohort(_tiny(), out, progress=False)
+    return out
+
+
+def _rows(out):
+    with open(out / "manifest.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_manifest_and_files(cohort):
+    rows = _rows(cohort)
+    assert [r["study_id"] for r in rows] == ["sim0001", "sim0002"]
+    required = "study_id patient_id age sex grade_left grade_right counts_25min counts_5min"
+    for r in rows:
+        assert set(required.split()) <= set(r)
+        assert int(r["counts_5min"]) / int(r["counts_25min"]) == pytest.approx(0.2, abs=0.005)
+        for key in ("truth", "mu_map", "labels", "recon_25min", "recon_5min"):
+            img = nib.load(cohort / r[key])
+            assert img.shape == (24, 24, 16)
+            np.testing.assert_allclose(img.header.get_zooms(), (10.0, 10.0, 10.0))
+            # grid centred on the rotation axis: voxel centre (11.5, 11.5, 7.5) at (0, 0, 0) mm
+            np.testing.assert_allclose(img.affine @ [11.5, 11.5, 7.5, 1], [0, 0, 0, 1])
+        p25 = nib.load(cohort / r["proj_25min"])
+        p5 = np.asarray(nib.load(cohort / r["proj_5min"]).dataobj)
+        assert p25.get_data_dtype() == np.int32 and p25.shape == (32, 32, 24)
+        assert (p5 <= np.asarray(p25.dataobj)).all()
+        assert int(np.asarray(p25.dataobj).sum()) == int(r["counts_25min"])
+    assert rows[0]["grade_left"] == rows[0]["grade_right"] == "0"  # balanced: grade 0 first
+    for name in ("config.yaml", "montage.png", "realism.csv", "realism.json"):
+        assert (cohort / name).stat().st_size > 0
+    doc = yaml.safe_load((cohort / "config.yaml").read_text())
+    assert doc["config"]["grid"]["voxel_mm"] == 10.0
+    assert {"fastdat_version", "git_commit", "torch"} <= set(doc["provenance"])
+    realism = json.loads((cohort / "realism.json").read_text())
+    assert realism["n_studies"] == 2 and np.isfinite(realism["psnr_5_vs_25"]["mean"])
+
+
+def test_same_seed_same_cohort_and_resume(cohort, tmp_path):
+    out = tmp_path / "again"
+    simulate_cohort(_tiny(), out, progress=False)
+    for key in ("truth", "recon_5min", "proj_5min"):
+        a = np.asarray(nib.load(cohort / f"studies/sim0002/{key}.nii.gz").dataobj)
+        b = np.asarray(nib.load(out / f"studies/sim0002/{key}.nii.gz").dataobj)
+        np.testing.assert_array_equal(a, b)
+    # a killed run: one study lost, a half-written temporary left behind
+    before = np.asarray(nib.load(out / "studies/sim0001/recon_25min.nii.gz").dataobj)
+    for f in (out / "studies/sim0001").iterdir():
+        f.unlink()
+    (out / "studies/sim0001").rmdir()
+    (out / "studies/.sim0001.tmp").mkdir()
+    (out / "studies/.sim0001.tmp/truth.nii.gz").write_bytes(b"partial")
+    (out / "manifest.csv").unlink()
+    simulate_cohort(_tiny(), out, progress=False)
+    after = np.asarray(nib.load(out / "studies/sim0001/recon_25min.nii.gz").dataobj)
+    np.testing.assert_array_equal(before, after)
+    assert not (out / "studies/.sim0001.tmp").exists()
+    assert len(_rows(out)) == 2
+
+
+def test_different_seed_differs(cohort, tmp_path):
+    out = tmp_path / "seed1"
+    simulate_cohort(_tiny("cohort.seed=1"), out, progress=False)
+    a = np.asarray(nib.load(cohort / "studies/sim0001/truth.nii.gz").dataobj)
+    b = np.asarray(nib.load(out / "studies/sim0001/truth.nii.gz").dataobj)
+    assert not np.array_equal(a, b)
+
+
+def test_refuses_different_config_in_existing_dir(cohort):
+    with pytest.raises(FileExistsError, match="different config.*recon.iterations"):
+        simulate_cohort(_tiny("recon.iterations=3"), cohort, progress=False)
+
+
+def _cli(tmp_path, *args):
+    sets = [a for s in TINY for a in ("--set", s)]
+    return main(["simulate", "--out", str(tmp_path / "cli"), *sets, *args])
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("recon.iterationz=3", "unknown config key 'recon.iterationz'"),
+        ("acquisition.n_views=0", "n_views"),
+        ("acquisition.counts_median=-1", "counts"),
+        ("acquisition.collimator=pinhole", "unknown collimator"),
+        ("cohort.grade_mix=[0.5,0.5]", "grade_mix"),
+        ("grid.voxel_mm=abc", "grid.voxel_mm"),
+    ],
+)
+def test_cli_bad_parameters(tmp_path, capsys, override, message):
+    assert _cli(tmp_path, "--set", override) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "cli" / "manifest.csv").exists()
+
+
+def test_cli_unknown_preset(tmp_path, capsys):
+    assert _cli(tmp_path, "--preset", "huge") == 2
+    assert "unknown simulate preset 'huge'" in capsys.readouterr().err
+
+
+def _write(path, data, affine=None):
+    nib.save(
+        nib.Nifti1Image(
+            np.asarray(data, np.float32), np.diag([10.0, 10, 10, 1]) if affine is None else affine
+        ),
+        path,
+    )
+    return str(path)
+
+
+@pytest.fixture
+def user_maps(tmp_path):
+    act = np.zeros((20, 20, 12), np.float32)
+    act[5:15, 4:16, 2:10] = 1.0
+    act[8:11, 9:12, 5:7] = 5.0
+    mu = np.where(act > 0, 0.15, 0.0)
+    return _write(tmp_path / "act.nii.gz", act), _write(tmp_path / "mu.nii.gz", mu), act, mu
+
+
+def test_cli_user_maps(tmp_path, user_maps):
+    act_path, mu_path, act, _ = user_maps
+    assert _cli(tmp_path, "--activity", act_path, "--mu-map", mu_path) == 0
+    rows = _rows(tmp_path / "cli")
+    # cohort.n_studies=2 in TINY: two noise realizations of the same user phantom
+    assert [r["study_id"] for r in rows] == ["user0001", "user0002"]
+    out = tmp_path / "cli"
+    for r in rows:
+        truth = nib.load(out / r["truth"])
+        np.testing.assert_array_equal(np.asarray(truth.dataobj), act)
+        assert nib.load(out / r["recon_25min"]).shape == (20, 20, 12)
+    p1, p2 = (np.asarray(nib.load(out / r["proj_25min"]).dataobj) for r in rows)
+    assert not np.array_equal(p1, p2)
+
+
+@pytest.mark.parametrize("problem", ["shape", "affine", "nan", "negative", "units", "missing"])
+def test_cli_rejects_unusable_user_maps(tmp_path, user_maps, capsys, problem):
+    act_path, mu_path, act, mu = user_maps
+    bad = tmp_path / "bad.nii.gz"
+    if problem == "shape":
+        mu_path = _write(bad, mu[:, :, :10])
+    elif problem == "affine":
+        mu_path = _write(bad, mu, np.diag([9.0, 9, 9, 1]))
+    elif problem == "nan":
+        a = act.copy()
+        a[3, 3, 3] = np.nan
+        act_path = _write(bad, a)
+    elif problem == "negative":
+        a = act.copy()
+        a[3, 3, 3] = -1
+        act_path = _write(bad, a)
+    elif problem == "units":
+        mu_path = _write(bad, mu * 1000)  # Hounsfield-like values
+    else:
+        act_path = str(tmp_path / "absent.nii.gz")
+    assert _cli(tmp_path, "--activity", act_path, "--mu-map", mu_path) == 2
+    err = capsys.readouterr().err
+    assert str(bad if problem != "missing" else act_path) in err
+    assert not (tmp_path / "cli").exists()
