@@ -11,12 +11,12 @@ import yaml
 from fastdat.cli import main
 from fastdat.simulate.cohort import resolve_config, simulate_cohort
 
-# A tiny but complete cohort: 10 mm voxels, 24 x 24 x 16 grid, 24 views, 32-bin detector.
+# A tiny but complete cohort: 10 mm voxels, 26 x 26 x 16 grid, 24 views, 32-bin detector.
 TINY = [
     "cohort.n_studies=2",
     "cohort.balanced=true",
     "grid.voxel_mm=10.0",
-    "grid.size=24",
+    "grid.size=26",
     "grid.n_slices=16",
     "acquisition.detector_size=32",
     "acquisition.n_views=24",
@@ -51,10 +51,10 @@ def test_manifest_and_files(cohort):
         assert int(r["counts_5min"]) / int(r["counts_25min"]) == pytest.approx(0.2, abs=0.005)
         for key in ("truth", "mu_map", "labels", "recon_25min", "recon_5min"):
             img = nib.load(cohort / r[key])
-            assert img.shape == (24, 24, 16)
+            assert img.shape == (26, 26, 16)
             np.testing.assert_allclose(img.header.get_zooms(), (10.0, 10.0, 10.0))
-            # grid centred on the rotation axis: voxel centre (11.5, 11.5, 7.5) at (0, 0, 0) mm
-            np.testing.assert_allclose(img.affine @ [11.5, 11.5, 7.5, 1], [0, 0, 0, 1])
+            # grid centred on the rotation axis: voxel centre (12.5, 12.5, 7.5) at (0, 0, 0) mm
+            np.testing.assert_allclose(img.affine @ [12.5, 12.5, 7.5, 1], [0, 0, 0, 1])
         p25 = nib.load(cohort / r["proj_25min"])
         p5 = np.asarray(nib.load(cohort / r["proj_5min"]).dataobj)
         assert p25.get_data_dtype() == np.int32 and p25.shape == (32, 32, 24)
@@ -166,7 +166,9 @@ def test_cli_user_maps(tmp_path, user_maps):
     assert not np.array_equal(p1, p2)
 
 
-@pytest.mark.parametrize("problem", ["shape", "affine", "nan", "negative", "units", "missing"])
+@pytest.mark.parametrize(
+    "problem", ["shape", "affine", "nan", "negative", "units", "missing", "outside_fov"]
+)
 def test_cli_rejects_unusable_user_maps(tmp_path, user_maps, capsys, problem):
     act_path, mu_path, act, mu = user_maps
     bad = tmp_path / "bad.nii.gz"
@@ -181,6 +183,10 @@ def test_cli_rejects_unusable_user_maps(tmp_path, user_maps, capsys, problem):
     elif problem == "negative":
         a = act.copy()
         a[3, 3, 3] = -1
+        act_path = _write(bad, a)
+    elif problem == "outside_fov":
+        a = act.copy()
+        a[0, 0, 5] = 1.0  # a grid corner, invisible from oblique views
         act_path = _write(bad, a)
     elif problem == "units":
         mu_path = _write(bad, mu * 1000)  # Hounsfield-like values

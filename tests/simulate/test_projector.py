@@ -62,3 +62,20 @@ def test_bad_geometry_is_refused():
         SPECTProjector(16, 4, 4.0, n_views=0)
     with pytest.raises(ValueError, match="unknown collimator"):
         SPECTProjector(16, 4, 4.0, collimator="nope")
+
+
+def test_field_of_view_is_the_inscribed_cylinder():
+    from fastdat.simulate.projector import field_of_view, outside_field_of_view
+
+    n = 16
+    fov = field_of_view(n)
+    assert fov[n // 2, n // 2] and not fov[0, 0] and not fov[0, n - 1]
+    # a point source inside the cylinder is seen with the same total from every view
+    p = SPECTProjector(n, 2, 4.0, n_views=8, orbit_radius_mm=40.0, collimator=None)
+    x = torch.zeros(n, n, 2)
+    x[4, 5, :] = 1.0
+    assert fov[4, 5] and not outside_field_of_view(x)
+    totals = p.A(x).sum((1, 2))
+    assert totals.min() > 0.85 * totals.max()
+    x[1, 1, :] = 1.0
+    assert outside_field_of_view(x)

@@ -33,7 +33,7 @@ import torch
 
 from fastdat.simulate.collimator import FWHM_TO_SIGMA, get_collimator
 from fastdat.simulate.counts import poisson_counts, thin_counts
-from fastdat.simulate.projector import SPECTProjector
+from fastdat.simulate.projector import SPECTProjector, outside_field_of_view
 from fastdat.simulate.recon import OSEMConfig, osem, subset_views
 
 
@@ -227,6 +227,12 @@ def simulate_acquisition(
     if total_counts <= 0:
         raise ValueError(f"total counts must be > 0, got {total_counts}")
     n, _, nz = activity.shape
+    for name, vol in (("activity", activity), ("mu", mu)):
+        if outside_field_of_view(vol):
+            raise ValueError(
+                f"{name} map has non-zero voxels outside the cylinder inscribed in the {n} x {n} "
+                "grid, which not every view sees: enlarge the grid (pad the maps)"
+            )
     kw = dict(
         orbit_radius_mm=cfg.orbit_radius_mm,
         collimator=cfg.collimator,

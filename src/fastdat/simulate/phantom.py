@@ -187,9 +187,11 @@ def sample_subject(
     vol = (1 - cfg.volume_loss_per_year * (age - 60.0)) * (
         1 + cfg.volume_sd * rng.standard_normal()
     )
-    overall = 1 + cfg.head_scale_sd * rng.standard_normal()
+    # clipped (+/-10 %, shape +/-4 %) so every head stays inside the default grid's field of view
+    overall = float(np.clip(1 + cfg.head_scale_sd * rng.standard_normal(), 0.90, 1.10))
     head = tuple(
-        float(overall * (1 + 0.5 * cfg.head_scale_sd * rng.standard_normal())) for _ in "xyz"
+        overall * float(np.clip(1 + 0.5 * cfg.head_scale_sd * rng.standard_normal(), 0.96, 1.04))
+        for _ in "xyz"
     )
     lim = np.array([cfg.yaw_deg, cfg.pitch_deg, cfg.roll_deg])
     return Subject(

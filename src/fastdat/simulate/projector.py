@@ -14,12 +14,22 @@ between consecutive planes the accumulator is blurred by the variance difference
 kernel ``[w, 1 - 2w, w]`` of exact variance ``2w``. The adjoint runs the same steps in reverse.
 
 Shapes: object ``(N, N, Z)`` (x, y, z voxels of ``pixel_mm``); projections ``(V, N, Z)``.
+
+Field of view: the view frame is ``N`` planes deep and ``N`` bins wide, so only the cylinder
+inscribed in the grid (:func:`field_of_view`) is seen from every angle; activity or attenuation in
+the grid's corners would be dropped from oblique views. Callers check that their maps lie inside it
+(:func:`outside_field_of_view`).
+
+Orientation: view ``theta`` looks from ``(sin theta, cos theta)`` (anterior at ``theta = 0`` for a
+RAS grid), lateral axis ``(cos theta, -sin theta)``. PyTomography's (DICOM-like) view ``beta``
+equals ours at ``theta = beta - 180`` degrees with the lateral axis reversed.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import warnings
 
 import torch
 
@@ -63,7 +73,21 @@ def rotation_matrix(n: int, angles_rad: torch.Tensor) -> torch.Tensor:
         cols.append((xx[m] * n + yy[m]).long())
         vals.append(w[m])
     idx = torch.stack([torch.cat(rows), torch.cat(cols)])
-    return torch.sparse_coo_tensor(idx, torch.cat(vals), (out.numel(), n * n)).coalesce()
+    shape = (out.numel(), n * n)
+    return torch.sparse_coo_tensor(idx, torch.cat(vals), shape, check_invariants=True).coalesce()
+
+
+def field_of_view(n: int) -> torch.Tensor:
+    """Boolean ``(n, n)`` mask of the cylinder every view sees (radius ``(n - 1) / 2 - 1`` px)."""
+    c = (n - 1) / 2
+    r = torch.arange(n, dtype=torch.float64) - c
+    return r[:, None] ** 2 + r[None, :] ** 2 <= (c - 1) ** 2
+
+
+def outside_field_of_view(volume: torch.Tensor) -> bool:
+    """Whether ``(N, N, Z)`` has non-zero values outside :func:`field_of_view`."""
+    mask = field_of_view(volume.shape[0]).to(volume.device)
+    return bool((volume[~mask] != 0).any())
 
 
 @functools.lru_cache(maxsize=16)
@@ -80,8 +104,11 @@ def _rotation_operators(
     if views is not None:
         angles = angles[torch.as_tensor(views, dtype=torch.long)]
     coo = rotation_matrix(n, angles)
-    rot = coo.to(dtype).to_sparse_csr().to(device)
-    rot_t = coo.t().coalesce().to(dtype).to_sparse_csr().to(device)
+    with warnings.catch_warnings():
+        # torch marks CSR tensors "beta" on every conversion; the operations used here are stable
+        warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta")
+        rot = coo.to(dtype).to_sparse_csr().to(device)
+        rot_t = coo.t().coalesce().to(dtype).to_sparse_csr().to(device)
     return angles, rot, rot_t
 
 
@@ -126,7 +153,7 @@ class SPECTProjector:
             raise ValueError(f"pixel_mm must be > 0, got {pixel_mm}")
         if orbit_radius_mm <= n * pixel_mm / 2:
             raise ValueError(
-                f"orbit_radius_mm={orbit_radius_mm} must exceed the object half-width "
+                f"orbit_radius_mm={orbit_radius_mm} must exceed the grid half-width "
                 f"{n * pixel_mm / 2:.1f} mm (the detector would pass through the object)"
             )
         views = None if view_indices is None else tuple(int(v) for v in view_indices)

@@ -71,6 +71,16 @@ def load_user_maps(
             f"mu map {mu_map}: values up to {mu.max():.3g}; expected 1/cm at 159 keV (0-0.5), "
             "convert from 1/mm, Hounsfield units or CT first"
         )
+    import torch
+
+    from fastdat.simulate.projector import outside_field_of_view
+
+    for data, path, what in ((act, activity, "activity"), (mu, mu_map, "mu")):
+        if outside_field_of_view(torch.from_numpy(data)):
+            raise ValueError(
+                f"{what} map {path}: non-zero voxels outside the cylinder inscribed in the "
+                f"{nx} x {ny} matrix (not seen from every view); pad the maps to a larger matrix"
+            )
     lab = np.zeros(act.shape, np.uint8)
     if labels is not None:
         lab_data, aff_l = _load(labels, "label")
