@@ -113,7 +113,7 @@ class ReconConfig:
 
     iterations: int = 8
     subsets: int = 8
-    postfilter_fwhm_mm: float = 0.0
+    postfilter_fwhm_mm: float = 6.0
     scatter_correction: str = "none"
 
     def __post_init__(self) -> None:
