@@ -16,11 +16,11 @@ from __future__ import annotations
 import argparse
 import os
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from bench_projector import bench_pytomography, timed  # same folder
 
 from fastdat.simulate import acquisition as acq
 from fastdat.simulate.cohort import resolve_config, simulate_study
@@ -29,23 +29,13 @@ from fastdat.simulate.projector import SPECTProjector, _rotation_operators
 from fastdat.simulate.recon import OSEMConfig, osem, subset_views
 
 
-def _t(fn, device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    t0 = time.perf_counter()
-    out = fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - t0, out
-
-
 def stages(cfg, device) -> dict[str, float]:
     """Wall time (s) of each stage of one study."""
     g, a, r = cfg.grid, cfg.acquisition, cfg.recon
     times = {}
     rng = np.random.default_rng(0)
     subject = sample_subject(rng, cfg.phantom, 0, 2, 65.0, "F")
-    times["phantom"], ph = _t(
+    times["phantom"], ph = timed(
         lambda: make_phantom(subject, (g.size, g.size, g.n_slices), g.voxel_mm, cfg.phantom),
         device,
     )
@@ -58,10 +48,10 @@ def stages(cfg, device) -> dict[str, float]:
         device=device,
     )
     n, nz = g.size, g.n_slices
-    times["projector setup"], proj = _t(
+    times["projector setup"], proj = timed(
         lambda: SPECTProjector(n, nz, g.voxel_mm, a.n_views, mu_map=mu, **kw), device
     )
-    times["forward projection"], primary = _t(
+    times["forward projection"], primary = timed(
         lambda: acq.embed(proj.A(act), a.detector_size), device
     )
     gen = torch.Generator(device=device).manual_seed(0)
@@ -72,8 +62,8 @@ def stages(cfg, device) -> dict[str, float]:
         y = acq.poisson_counts(exp, gen)
         return acq.thin_counts(y, [60.0 * d for d in a.durations_min], gen)
 
-    times["background + counts (all durations)"], y = _t(counts, device)
-    times["OSEM subset setup"], subsets = _t(
+    times["background + counts (all durations)"], y = timed(counts, device)
+    times["OSEM subset setup"], subsets = timed(
         lambda: [
             SPECTProjector(n, nz, g.voxel_mm, a.n_views, mu_map=mu, view_indices=v, **kw)
             for v in subset_views(a.n_views, r.subsets)
@@ -82,7 +72,7 @@ def stages(cfg, device) -> dict[str, float]:
     )
     cfg_osem = OSEMConfig(r.iterations, r.subsets)
     for d in a.durations_min:
-        times[f"OSEM {r.iterations}x{r.subsets} {d:g} min"], _ = _t(
+        times[f"OSEM {r.iterations}x{r.subsets} {d:g} min"], _ = timed(
             lambda d=d: osem(acq.crop(y[60.0 * d], n, nz).float(), subsets, None, cfg_osem), device
         )
     return times
@@ -109,9 +99,9 @@ def main(argv: list[str] | None = None) -> None:
     cold = stages(cfg, device)
     warm = stages(cfg, device)
     with tempfile.TemporaryDirectory() as tmp:
-        total_cold, _ = _t(lambda: simulate_study(cfg, 0, Path(tmp), str(device)), device)
+        total_cold, _ = timed(lambda: simulate_study(cfg, 0, Path(tmp), str(device)), device)
         (Path(tmp) / "studies" / "sim0001" / "study.json").unlink()
-        total_warm, _ = _t(lambda: simulate_study(cfg, 1, Path(tmp), str(device)), device)
+        total_warm, _ = timed(lambda: simulate_study(cfg, 1, Path(tmp), str(device)), device)
     print(f"\n{'stage':40s}{'first study':>13s}{'later':>10s}")
     for k in cold:
         print(f"{k:40s}{cold[k]:12.2f}s{warm[k]:9.2f}s")
@@ -123,8 +113,6 @@ def main(argv: list[str] | None = None) -> None:
     )
     if args.skip_pytomography:
         return
-    from bench_projector import bench_pytomography  # same folder
-
     ns = argparse.Namespace(
         n=g.size,
         nz=g.n_slices,

@@ -194,7 +194,7 @@ def crop(det: torch.Tensor, n: int, z: int) -> torch.Tensor:
 
 def draw_total_counts(rng: torch.Generator, cfg: AcquisitionConfig) -> float:
     """Total counts of the longest acquisition: log-normal around the median, clipped."""
-    z = torch.randn(1, generator=rng, dtype=torch.float64).item()
+    z = torch.randn(1, generator=rng, dtype=torch.float64, device=rng.device).item()
     c = cfg.counts_median * math.exp(cfg.counts_log_sd * z)
     return float(min(max(c, cfg.counts_min), cfg.counts_max))
 

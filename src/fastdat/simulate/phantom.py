@@ -236,8 +236,9 @@ def _tube(a: np.ndarray, p0, p1, r0: float, r1: float) -> np.ndarray:
 def _putamen(a: np.ndarray, side: int, vs: float) -> tuple[np.ndarray, np.ndarray]:
     """Putamen mask and its normalized position along the long axis (-1 posterior, +1 anterior).
 
-    A lens (semi-axes 4.5 x 20 x 13 mm) at (+/-26, 1, 0) whose long axis runs antero-medially at
-    20 degrees to the y axis, so its bounding box is ~22 x 40 x 26 mm (``domain.md``).
+    A thin lens (semi-axes 3.5 x 22 x 16 mm, 5.2 mL) at (+/-26, 1, 0) whose long axis runs
+    antero-medially at 20 degrees to the y axis, so its bounding box is ~22 x 44 x 32 mm (width x
+    length x height, ``domain.md``: ~21 x 44 x 32 mm, 4.5-5.2 mL).
     """
     alpha = np.radians(20.0)
     s = vs ** (1 / 3)
@@ -246,7 +247,7 @@ def _putamen(a: np.ndarray, side: int, vs: float) -> tuple[np.ndarray, np.ndarra
     wide_ax = np.array([np.cos(alpha), side * np.sin(alpha), 0.0])
     d = a - centre
     u, w, h = d @ long_ax, d @ wide_ax, d[..., 2]
-    semi = np.array([20.0, 4.5, 13.0]) * s
+    semi = np.array([22.0, 3.5, 16.0]) * s
     inside = (u / semi[0]) ** 2 + (w / semi[1]) ** 2 + (h / semi[2]) ** 2 <= 1.0
     return inside, np.clip(u / semi[0], -1.0, 1.0)
 
