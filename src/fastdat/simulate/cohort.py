@@ -90,10 +90,15 @@ class CohortConfig:
 
 @dataclass(frozen=True)
 class GridConfig:
-    """Reconstruction / phantom grid: ``(size, size, n_slices)`` voxels of ``voxel_mm``."""
+    """Reconstruction / phantom grid: ``(size, size, n_slices)`` voxels of ``voxel_mm``.
+
+    The grid is centred on the rotation axis (near the head's centre). The default 80 x 80 at
+    3.3 mm (264 mm) holds the whole head inside the inscribed field of view and lets a 64 x 64
+    crop (211 mm) be centred on the striata, which lie ~24 mm anterior of the head's centre.
+    """
 
     voxel_mm: float = 3.3
-    size: int = 72
+    size: int = 80
     n_slices: int = 48
 
     def __post_init__(self) -> None:
