@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from fastdat import __version__
 
@@ -68,6 +69,64 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_dataset_build(args: argparse.Namespace) -> int:
+    import json
+
+    from fastdat.config import apply_overrides, from_dict
+    from fastdat.data import dataset as ds
+
+    given = [x for x in (args.sim, args.nifti, args.dicom) if x]
+    if len(given) != 1:
+        raise ValueError("give exactly one of --from SIMDIR, --nifti ROOT_OR_CSV, --dicom ROOT")
+    sets = list(args.set or [])
+    for key, value in (
+        ("n_slices", args.slices),
+        ("crop", args.crop),
+        ("seed", args.seed),
+        ("split", f"[{args.split}]" if args.split else None),
+        ("durations", f"[{args.durations}]" if args.durations else None),
+    ):
+        if value is not None:
+            sets.append(f"{key}={value}")
+    cfg = from_dict(ds.DatasetConfig, apply_overrides({}, sets))
+    kinds = tuple(cfg.durations)
+    if args.sim:
+        sources = ds.sources_from_simulation(args.sim, kinds)
+        desc = {"kind": "simulation", "path": str(Path(args.sim).resolve())}
+    elif args.nifti:
+        sources = ds.sources_from_nifti(args.nifti, kinds)
+        desc = {"kind": "nifti", "path": str(Path(args.nifti).resolve())}
+    else:
+        from fastdat.data.dicom import sources_from_dicom
+
+        sources = sources_from_dicom(args.dicom, kinds, pairs_csv=args.pairs)
+        desc = {"kind": "dicom", "path": str(Path(args.dicom).resolve())}
+    splits = None
+    if args.splits:
+        splits = json.loads(Path(args.splits).read_text())["patients"]
+    out = ds.build_dataset(sources, args.out, cfg, desc, splits=splits)
+    from fastdat.data.load import load_crops
+
+    _, index = load_crops(out, mmap=True)
+    counts = index.groupby("split").agg(
+        crops=("crop_id", "size"), patients=("patient_id", "nunique")
+    )
+    print(f"wrote {out}")
+    print(counts.to_string())
+    skipped = [r for r in _read_csv(Path(out) / "studies.csv") if r["status"] != "ok"]
+    for r in skipped:
+        print(f"skipped {r['study_id']} ({r['origin']}): {r['reason']}")
+    print(f"{len(index) // cfg.n_slices} studies used, {len(skipped)} skipped")
+    return 0
+
+
+def _read_csv(path: Path) -> list[dict[str, str]]:
+    import csv
+
+    with open(path, newline="") as f:
+        return list(csv.DictReader(f))
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``fastdat`` argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="fastdat", description=__doc__)
@@ -91,6 +150,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--mu-map", help="user attenuation map (NIfTI, 1/cm at 159 keV)")
     p.add_argument("--labels", help="optional label map (NIfTI) for the user maps")
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser("dataset", help="build striatal crop datasets")
+    dsub = p.add_subparsers(dest="dataset_command", required=True)
+    b = dsub.add_parser(
+        "build",
+        help="cut 64 x 64 striatal crops of paired acquisitions and split them by patient",
+        description="Build a crop dataset from a simulated cohort, NIfTI pairs or DICOM exports.",
+    )
+    b.add_argument("--from", dest="sim", metavar="SIMDIR", help="a simulated cohort directory")
+    b.add_argument("--nifti", metavar="ROOT_OR_CSV", help="NIfTI study folders or a CSV of pairs")
+    b.add_argument("--dicom", metavar="ROOT", help="a folder of DICOM exports")
+    b.add_argument("--pairs", metavar="CSV", help="DICOM: series pairing (study, series, kind)")
+    b.add_argument("--out", required=True, help="dataset directory")
+    b.add_argument("--slices", type=int, help="slices per study (default 5)")
+    b.add_argument("--crop", type=int, help="crop side in voxels (default 64)")
+    b.add_argument("--split", help="train,val,test patient proportions (default 120,37,50)")
+    b.add_argument("--seed", type=int, help="split seed (default 0)")
+    b.add_argument("--durations", help="image kinds to pair (default 5min,25min)")
+    b.add_argument("--splits", help="reuse the splits.json of another dataset")
+    b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    b.set_defaults(func=_cmd_dataset_build)
     return parser
 
 

@@ -2,18 +2,20 @@
 
 Real scans carry no truth labels, so the dataset builder locates the striata with an anatomical
 template fit. The template is FastDaT's own mean phantom (:mod:`fastdat.simulate.phantom`: MNI-like
-anatomy, no pose, no disease) rendered on the image's grid and blurred to the reconstructed
-resolution, split into three components: caudate nuclei ``T_c``, putamina ``T_p`` and the rest of
-the head ``T_b`` (brain, skull, scalp uptake). For every translation ``s`` the image is fitted as::
+anatomy, no disease) rendered on the image's grid at a few head rotations about the axial axis
+(yaw) and blurred to the reconstructed resolution, split into five components: left and right
+caudate, left and right putamen, and the rest of the head (brain, skull, scalp uptake). For every
+yaw and translation ``s`` the image is fitted as::
 
-    I(x) ~ a_c T_c(x - s) + a_p T_p(x - s) + a_b T_b(x - s) + a_0
+    I(x) ~ sum_k a_k T_k(x - s) + a_0
 
-by least squares, all correlations at once with FFTs; the translation that explains most of the
-image's energy with non-negative caudate and head amplitudes wins. Free amplitudes let the fit
-follow any disease grade: where the putamen has lost its uptake (grade 2-3), the caudate and the
-head outline still pin the position. The striatal centre is the template's striatal centroid moved
-by ``s``; the slices are the ``n_slices`` around the axial slice holding most striatal template
-counts, and the crop is centred on the striatal centroid within those slices.
+by least squares, all translations at once with FFTs (the normal matrices depend on the grid only
+and are cached); the pose that explains most of the image's energy with a positive head amplitude
+and at least one positive caudate amplitude wins, refined to sub-voxel precision by a parabola.
+Free amplitudes per region and side let the fit follow any disease grade and asymmetry: where a
+putamen has lost its uptake (grade 2-3), the caudate and the head outline still pin the position.
+The slices are the ``n_slices`` around the axial slice holding most striatal template voxels, and
+the crop is centred on the template's striatal centroid within those slices.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ class StriatalLocation:
         corner: ``(i0, j0)`` of the in-plane crop (clamped inside the image).
         size: Crop side (voxels).
         shift: Template translation found (voxels).
+        yaw_deg: Template rotation about the axial axis found (degrees).
         score: Fraction of the image's (mean-removed) energy the template fit explains.
     """
 
@@ -48,33 +51,70 @@ class StriatalLocation:
     corner: tuple[int, int]
     size: int
     shift: tuple[int, int, int]
+    yaw_deg: float
     score: float
 
 
-@functools.lru_cache(maxsize=8)
-def _templates(shape: tuple[int, int, int], voxel_mm: float, fwhm_mm: float):
-    """Template components ``(T_c, T_p, T_b)`` on a grid of ``shape``, striatal labels too."""
-    cfg = PhantomConfig(texture_sd=0.0, supersample=2)
+@functools.lru_cache(maxsize=32)
+def _template_fit(
+    shape: tuple[int, int, int], voxel_mm: float, fwhm_mm: float, max_shift: int, yaw_deg: float
+):
+    """Everything of the fit that depends on the grid only (cached per grid).
+
+    Returns ``(spectra, gram_inv, shifts, pad, striatum)``: conjugate template spectra, the inverse
+    normal matrices per shift ``(sx, sy, sz, 6, 6)`` (template overlap with the image domain), the
+    shift grid ``(3, sx, sy, sz)`` and the striatal template mask.
+    """
+    from scipy import fft
+
+    cfg = PhantomConfig(texture_sd=0.0, supersample=1)
     sbr = {
         f"{r}_{s}": 6.0
         for r in ("caudate", "putamen_anterior", "putamen_posterior")
         for s in ("left", "right")
     }
-    ph = make_phantom(Subject(65.0, "M", 0, 0, sbr), shape, voxel_mm, cfg)
-    caudate = np.isin(ph.labels, (1, 2)).astype(np.float64)
-    putamen = np.isin(ph.labels, (3, 4, 5, 6)).astype(np.float64)
-    head = np.where((caudate + putamen) > 0, 0.0, ph.activity.astype(np.float64))
+    subject = Subject(65.0, "M", 0, 0, sbr, angles_deg=(yaw_deg, 0.0, 0.0))
+    ph = make_phantom(subject, shape, voxel_mm, cfg)
+    # per side: caudate (1 / 2), putamen (3 + 5 / 4 + 6); then the rest of the head
+    parts = [np.isin(ph.labels, ids).astype(np.float64) for ids in ((1,), (2,), (3, 5), (4, 6))]
+    striatum = np.sum(parts, axis=0)
+    head = np.where(striatum > 0, 0.0, ph.activity.astype(np.float64))
     sigma = fwhm_mm * _FWHM_TO_SIGMA / voxel_mm
-    comps = [ndimage.gaussian_filter(t, sigma, mode="constant") for t in (caudate, putamen, head)]
-    return comps, caudate + putamen
+    comps = [ndimage.gaussian_filter(t, sigma, mode="constant") for t in (*parts, head)]
+    # zero padding of max_shift keeps the correlation free of wrap-around for |shift| <= max_shift
+    pad = [fft.next_fast_len(n + max_shift + 1, real=True) for n in shape]
+    ranges = [np.arange(-min(max_shift, n - 1), min(max_shift, n - 1) + 1) for n in shape]
+    shifts = np.stack(np.meshgrid(*ranges, indexing="ij"))
+
+    def corr_at_shifts(spec_image: np.ndarray, template: np.ndarray) -> np.ndarray:
+        c = fft.irfftn(spec_image * np.conj(fft.rfftn(template, pad)), pad)
+        return c[shifts[0], shifts[1], shifts[2]]
+
+    domain = fft.rfftn(np.ones(shape), pad)
+    k = len(comps)
+    g = np.empty(shifts.shape[1:] + (k + 1, k + 1))
+    for i in range(k):
+        for j in range(i, k):
+            g[..., i, j] = g[..., j, i] = corr_at_shifts(domain, comps[i] * comps[j])
+        g[..., i, k] = g[..., k, i] = corr_at_shifts(domain, comps[i])
+    g[..., k, k] = float(np.prod(shape))
+    gram_inv = np.linalg.inv(g + 1e-9 * np.eye(k + 1))
+    spectra = [np.conj(fft.rfftn(t, pad)) for t in comps]
+    return spectra, gram_inv, shifts, pad, striatum
 
 
-def _correlate(image: np.ndarray, template: np.ndarray) -> np.ndarray:
-    """``C[s] = sum_x I(x) T(x - s)`` for all shifts (zero-padded; negative shifts wrap)."""
-    pad = [2 * n for n in image.shape]
-    fi = np.fft.rfftn(image, pad)
-    ft = np.fft.rfftn(template, pad)
-    return np.fft.irfftn(fi * np.conj(ft), pad)
+def _fit_energy(img, spectra, gram_inv, shifts, pad) -> np.ndarray:
+    """Explained energy of the least-squares template fit at every shift (-inf where invalid)."""
+    from scipy import fft
+
+    spec = fft.rfftn(img, pad)
+    b = [fft.irfftn(spec * t, pad)[shifts[0], shifts[1], shifts[2]] for t in spectra]
+    b = np.stack([*b, np.full(b[0].shape, img.sum())], -1)  # (sx, sy, sz, 6)
+    coef = (gram_inv @ b[..., None])[..., 0]
+    energy = (coef * b).sum(-1)
+    # a head that takes up tracer and at least one caudate brighter than its surroundings
+    valid = (coef[..., 4] > 0) & (np.maximum(coef[..., 0], coef[..., 1]) > 0)
+    return np.where(valid, energy, -np.inf)
 
 
 def locate_striata(
@@ -84,6 +124,7 @@ def locate_striata(
     size: int = 64,
     resolution_mm: float = 12.0,
     max_shift_mm: float = 45.0,
+    yaws_deg: tuple[float, ...] = (-6.0, -3.0, 0.0, 3.0, 6.0),
 ) -> StriatalLocation:
     """Locate the striata in a transaxial volume ``(X, Y, Z)`` (RAS-like axes, z axial).
 
@@ -94,10 +135,12 @@ def locate_striata(
         size: In-plane crop side (voxels).
         resolution_mm: FWHM the templates are blurred to (reconstructed resolution, mm).
         max_shift_mm: Largest template translation searched from the grid centre (mm).
+        yaws_deg: Head rotations about the axial axis tried (degrees).
 
     Returns:
         The location; raises ``ValueError`` when nothing striatum-like is found.
     """
+
     vol = np.asarray(volume, dtype=np.float64)
     if vol.ndim != 3:
         raise ValueError(f"expected a 3D volume, got shape {vol.shape}")
@@ -106,48 +149,44 @@ def locate_striata(
     nx, ny, nz = vol.shape
     if size > min(nx, ny) or n_slices > nz:
         raise ValueError(f"crop {size} x {size} x {n_slices} does not fit the volume {vol.shape}")
-    comps, striatum = _templates(vol.shape, float(voxel_mm), float(resolution_mm))
+    r = max(1, int(max_shift_mm / voxel_mm))
     img = vol / vol.max()
-    k = len(comps)
-    # least squares per shift s over the image domain D:
-    #   b_k(s) = sum_D I T_k(. - s),  G_kl(s) = sum_D T_k(. - s) T_l(. - s), plus a constant term
-    domain = np.ones_like(img)
-    b = [_correlate(img, t) for t in comps]
-    b.append(np.full_like(b[0], img.sum()))
-    g = np.empty((k + 1, k + 1), dtype=object)
-    for i in range(k):
-        for j in range(i, k):
-            g[i, j] = g[j, i] = _correlate(domain, comps[i] * comps[j])
-        g[i, k] = g[k, i] = _correlate(domain, comps[i])
-    g[k, k] = np.full_like(b[0], float(img.size))
-    # candidate shifts within max_shift_mm (negative shifts index from the end of the padding)
-    r = int(max_shift_mm / voxel_mm)
-    ranges = [np.r_[0 : min(r, n - 1) + 1, -min(r, n - 1) : 0] for n in vol.shape]
-    sx, sy, sz = (a.ravel() for a in np.meshgrid(*ranges, indexing="ij"))
-    bb = np.stack([x[sx, sy, sz] for x in b], -1)  # (n_shifts, k + 1)
-    gg = np.stack(
-        [np.stack([g[i, j][sx, sy, sz] for j in range(k + 1)], -1) for i in range(k + 1)], -2
-    )  # (n_shifts, k + 1, k + 1)
-    gg += 1e-9 * np.eye(k + 1)
-    coef = np.linalg.solve(gg, bb[..., None])[..., 0]
-    energy = (coef * bb).sum(-1)
-    valid = (coef[:, 0] > 0) & (coef[:, 2] > 0)
-    if not valid.any():
+    fits = []
+    for yaw in yaws_deg:
+        fit = _template_fit(vol.shape, float(voxel_mm), float(resolution_mm), r, float(yaw))
+        energy = _fit_energy(img, *fit[:4])
+        fits.append((float(energy.max()), yaw, energy, fit))
+    best_energy, yaw, energy, (_, _, shifts, _, striatum) = max(fits, key=lambda f: f[0])
+    if not np.isfinite(best_energy):
         raise ValueError("no striatum-like pattern found in the volume")
-    energy[~valid] = -np.inf
-    best = int(np.argmax(energy))
-    shift = (int(sx[best]), int(sy[best]), int(sz[best]))
+    best = np.unravel_index(int(np.argmax(energy)), energy.shape)
+    shift = tuple(int(shifts[a][best]) for a in range(3))
+    # sub-voxel refinement: a parabola through the best energy and its neighbours on each axis
+    frac = []
+    for a in range(3):
+        lo, hi = list(best), list(best)
+        lo[a] -= 1
+        hi[a] += 1
+        if best[a] == 0 or best[a] == energy.shape[a] - 1:
+            frac.append(0.0)
+            continue
+        e0, em, ep = energy[best], energy[tuple(lo)], energy[tuple(hi)]
+        den = em - 2 * e0 + ep
+        frac.append(
+            float(np.clip(0.5 * (em - ep) / den, -0.5, 0.5))
+            if np.isfinite(den) and den < 0
+            else 0.0
+        )
     mean_energy = img.sum() ** 2 / img.size
     score = float((energy[best] - mean_energy) / max((img**2).sum() - mean_energy, 1e-12))
     moved = ndimage.shift(striatum, shift, order=0, mode="constant")
     if moved.sum() == 0:
         raise ValueError("the striatal template left the volume: is the head in the field of view?")
-    profile = moved.sum((0, 1))
-    kc = int(np.argmax(profile))
+    kc = int(np.argmax(moved.sum((0, 1))))
     k0 = min(max(kc - n_slices // 2, 0), nz - n_slices)
     slices = tuple(range(k0, k0 + n_slices))
     ii, jj, _ = np.nonzero(moved[:, :, list(slices)])
-    ci, cj = float(ii.mean()), float(jj.mean())
+    ci, cj = float(ii.mean()) + frac[0], float(jj.mean()) + frac[1]
     i0 = int(min(max(round(ci - (size - 1) / 2), 0), nx - size))
     j0 = int(min(max(round(cj - (size - 1) / 2), 0), ny - size))
     return StriatalLocation(
@@ -156,5 +195,6 @@ def locate_striata(
         corner=(i0, j0),
         size=size,
         shift=shift,
+        yaw_deg=float(yaw),
         score=score,
     )

@@ -1,0 +1,70 @@
+"""The PNG overview of a dataset: the middle crop of one study per grade, every image kind."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def overview(ds_dir: str | Path, path: str | Path, max_rows: int = 4) -> Path:
+    """Write ``path``: rows are studies (one per worse grade when grades are known), columns the
+    image kinds; radiological convention (patient's right on the left), anterior up. Each row is
+    scaled to its longest acquisition's maximum (truth to its own)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fastdat.data.load import load_crops
+
+    ds_dir = Path(ds_dir)
+    crops, index = load_crops(ds_dir)
+    kinds = sorted(crops, key=_kind_order)
+    middle = index[index["slice_rank"] == index["slice_rank"].max() // 2]
+    chosen = []
+    worse = middle[["grade_left", "grade_right"]].apply(_worse_grade, axis=1)
+    for g in sorted(set(worse.dropna())) or [None]:
+        rows = middle if g is None else middle[worse == g]
+        chosen.append(rows.iloc[0])
+    chosen = chosen[:max_rows] or [middle.iloc[0]]
+    fig, axes = plt.subplots(
+        len(chosen), len(kinds), figsize=(2.4 * len(kinds), 2.5 * len(chosen)), squeeze=False
+    )
+    scale_kind = [k for k in kinds if k != "truth"][-1]
+    for ax_row, row in zip(axes, chosen, strict=True):
+        i = int(row["crop_id"])
+        vmax = float(crops[scale_kind][i].max()) or 1.0
+        for ax, kind in zip(ax_row, kinds, strict=True):
+            img = crops[kind][i]
+            top = (float(img.max()) or 1.0) if kind == "truth" else vmax
+            ax.imshow(img.T, origin="lower", cmap="magma", vmin=0, vmax=top)
+            ax.invert_xaxis()
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(
+                f"{row['study_id']} {kind} (grades {row['grade_left']}/{row['grade_right']})",
+                fontsize=7,
+            )
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+    return path
+
+
+def _kind_order(kind: str) -> tuple[int, float]:
+    if kind.endswith("min"):
+        try:
+            return (0, float(kind[:-3]))
+        except ValueError:
+            pass
+    return (1, 0.0)
+
+
+def _worse_grade(row) -> float:
+    vals = [v for v in row if v == v and v != ""]
+    return float(max(vals)) if vals else np.nan
