@@ -79,6 +79,7 @@ def _cmd_dataset_build(args: argparse.Namespace) -> int:
     if len(given) != 1:
         raise ValueError("give exactly one of --from SIMDIR, --nifti ROOT_OR_CSV, --dicom ROOT")
     sets = list(args.set or [])
+    skipped = None
     for key, value in (
         ("n_slices", args.slices),
         ("crop", args.crop),
@@ -99,12 +100,12 @@ def _cmd_dataset_build(args: argparse.Namespace) -> int:
     else:
         from fastdat.data.dicom import sources_from_dicom
 
-        sources = sources_from_dicom(args.dicom, kinds, pairs_csv=args.pairs)
+        sources, skipped = sources_from_dicom(args.dicom, kinds, cfg.reference, args.pairs)
         desc = {"kind": "dicom", "path": str(Path(args.dicom).resolve())}
     splits = None
     if args.splits:
         splits = json.loads(Path(args.splits).read_text())["patients"]
-    out = ds.build_dataset(sources, args.out, cfg, desc, splits=splits)
+    out = ds.build_dataset(sources, args.out, cfg, desc, splits=splits, skipped=skipped)
     from fastdat.data.load import load_crops
 
     _, index = load_crops(out, mmap=True)
@@ -113,10 +114,10 @@ def _cmd_dataset_build(args: argparse.Namespace) -> int:
     )
     print(f"wrote {out}")
     print(counts.to_string())
-    skipped = [r for r in _read_csv(Path(out) / "studies.csv") if r["status"] != "ok"]
-    for r in skipped:
-        print(f"skipped {r['study_id']} ({r['origin']}): {r['reason']}")
-    print(f"{len(index) // cfg.n_slices} studies used, {len(skipped)} skipped")
+    left_out = [r for r in _read_csv(Path(out) / "studies.csv") if r["status"] != "ok"]
+    for r in left_out:
+        print(f"skipped {r['study_id'] or r['origin']} ({r['origin']}): {r['reason']}")
+    print(f"{len(index) // cfg.n_slices} studies used, {len(left_out)} skipped")
     return 0
 
 

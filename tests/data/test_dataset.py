@@ -11,30 +11,9 @@ from scipy import ndimage
 from fastdat.cli import main
 from fastdat.data import load_crops
 from fastdat.data.dataset import DatasetConfig, StudySource, build_dataset
-from fastdat.simulate.cohort import resolve_config, simulate_cohort
 from fastdat.simulate.phantom import PhantomConfig, make_phantom, sample_subject
 
 SMALL = DatasetConfig(n_slices=3, crop=24)
-TINY_SIM = [
-    "cohort.n_studies=4",
-    "cohort.balanced=true",
-    "grid.voxel_mm=8.0",
-    "grid.size=32",
-    "grid.n_slices=20",
-    "acquisition.detector_size=40",
-    "acquisition.n_views=30",
-    "acquisition.orbit_radius_mm=140",
-    "recon.iterations=2",
-    "recon.subsets=5",
-    "phantom.supersample=1",
-]
-
-
-@pytest.fixture(scope="module")
-def cohort(tmp_path_factory):
-    out = tmp_path_factory.mktemp("sim")
-    simulate_cohort(resolve_config({}, TINY_SIM), out, progress=False)
-    return out
 
 
 @pytest.fixture(scope="module")

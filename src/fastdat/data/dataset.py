@@ -218,6 +218,7 @@ def build_dataset(
     source_desc: dict[str, Any],
     splits: dict[str, str] | None = None,
     progress: bool = True,
+    skipped: list[dict[str, str]] | None = None,
 ) -> Path:
     """Cut, split and write a dataset; returns ``out_dir``.
 
@@ -233,6 +234,7 @@ def build_dataset(
         splits: Patient -> split to reuse (e.g. from another dataset's ``splits.json``); drawn
             from ``cfg.split`` and ``cfg.seed`` when ``None``.
         progress: Show a progress bar.
+        skipped: Files the source reader already left out (``file``, ``reason``), recorded too.
     """
     out_dir = Path(out_dir)
     resolved = {"dataset": to_dict(cfg), "source": source_desc}
@@ -248,10 +250,20 @@ def build_dataset(
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists and is not a FastDaT dataset; choose a new --out")
     if not sources:
-        raise ValueError("no studies found to build a dataset from")
+        why = "; ".join(f"{r['file']}: {r['reason']}" for r in (skipped or [])[:5])
+        raise ValueError("no studies found to build a dataset from" + (f" ({why})" if why else ""))
     crops: dict[str, list[np.ndarray]] = {}
     index: list[dict[str, Any]] = []
-    studies: list[dict[str, Any]] = []
+    studies: list[dict[str, Any]] = [
+        {
+            "study_id": "",
+            "patient_id": "",
+            "status": "skipped",
+            "reason": r["reason"],
+            "origin": r["file"],
+        }
+        for r in skipped or []
+    ]
     for src in tqdm(sources, desc="dataset", unit="study", disable=not progress):
         try:
             rec, cut = _cut_study(src, cfg)
