@@ -187,3 +187,53 @@ def test_nothing_usable_is_an_error(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no studies found" in err and "a.dcm" in err
     assert not (tmp_path / "ds").exists()
+
+
+def _strip_durations(path, description):
+    ds = pydicom.dcmread(path)
+    del ds.RotationInformationSequence
+    ds.SeriesDescription = description
+    ds.save_as(path)
+    return str(ds.SeriesInstanceUID), str(ds.StudyInstanceUID)
+
+
+def test_pairing_by_description_or_user_csv(cohort, tmp_path):
+    rows = _manifest(cohort)[:2]
+    root = tmp_path / "dicom"
+    _export(cohort, root, rows)
+    # study 1: no duration tags, the minutes are in the Series Description
+    d1 = root / rows[0]["patient_id"]
+    _strip_durations(d1 / "5min.dcm", "DaTSCAN SPECT 5 min")
+    _strip_durations(d1 / "25min.dcm", "DaTSCAN SPECT 25-min")
+    # study 2: nothing says which is which: without --pairs it cannot be used
+    d2 = root / rows[1]["patient_id"]
+    uids = {k: _strip_durations(d2 / f"{k}.dcm", "DaTSCAN") for k in ("5min", "25min")}
+    common = ["--slices", "3", "--crop", "24", "--split", "1,0,1"]
+    assert (
+        main(["dataset", "build", "--dicom", str(root), "--out", str(tmp_path / "a"), *common]) == 0
+    )
+    _, index = load_crops(tmp_path / "a")
+    assert set(index["patient_id"]) == {rows[0]["patient_id"]}
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(
+        "study_uid,series_uid,kind\n"
+        + "".join(f"{study},{series},{k}\n" for k, (series, study) in uids.items())
+    )
+    assert (
+        main(
+            [
+                "dataset",
+                "build",
+                "--dicom",
+                str(root),
+                "--pairs",
+                str(pairs),
+                "--out",
+                str(tmp_path / "b"),
+                *common,
+            ]
+        )
+        == 0
+    )
+    _, index = load_crops(tmp_path / "b")
+    assert set(index["patient_id"]) == {r["patient_id"] for r in rows}
