@@ -196,3 +196,15 @@ def test_cli_rejects_unusable_user_maps(tmp_path, user_maps, capsys, problem):
     err = capsys.readouterr().err
     assert str(bad if problem != "missing" else act_path) in err
     assert not (tmp_path / "cli").exists()
+
+
+def test_study_from_another_config_is_refused(cohort, tmp_path):
+    out = tmp_path / "mixed"
+    simulate_cohort(_tiny(), out, progress=False)
+    meta_path = out / "studies/sim0002/study.json"
+    meta = json.loads(meta_path.read_text())
+    meta["config_sha256"] = "0" * 64  # as if a stray process of another run had written it
+    meta_path.write_text(json.dumps(meta))
+    (out / "manifest.csv").unlink()
+    with pytest.raises(FileExistsError, match="sim0002 was made with a different config"):
+        simulate_cohort(_tiny(), out, progress=False)

@@ -16,11 +16,13 @@ leaves no half-written study that looks complete, and a rerun with the same conf
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import logging
 import multiprocessing as mp
 import os
 import shutil
+import signal
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -180,8 +182,15 @@ def simulate_study(
     """
     study_id = f"{'sim' if phantom is None else 'user'}{index + 1:04d}"
     final = out_dir / "studies" / study_id
+    digest = study_config_digest(cfg)
     if (final / "study.json").exists():
-        return json.loads((final / "study.json").read_text())["manifest"]
+        meta = json.loads((final / "study.json").read_text())
+        if meta.get("config_sha256") != digest:
+            raise FileExistsError(
+                f"{final} was made with a different config than {out_dir / 'config.yaml'}; "
+                "remove it to simulate it again"
+            )
+        return meta["manifest"]
     seq = np.random.SeedSequence([cfg.cohort.seed, index])
     rng_subject, rng_counts = (np.random.default_rng(s) for s in seq.spawn(2))
     g = cfg.grid
@@ -236,8 +245,13 @@ def simulate_study(
         "subject": subject,
         "expected_total_counts": total,
         "seed_entropy": [cfg.cohort.seed, index],
+        "config_sha256": digest,
     }
     (tmp / "study.json").write_text(json.dumps(meta, indent=1))
+    if _PARENT_PID is not None and os.getppid() != _PARENT_PID:
+        # the run that started this worker is gone: do not commit into its directory
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise RuntimeError("cohort run ended; worker exits without writing")
     os.replace(tmp, final)
     return row
 
@@ -252,13 +266,29 @@ def _true_sbr(activity: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     }
 
 
-def _worker_init(threads: int) -> None:
+def study_config_digest(cfg: SimulationConfig) -> str:
+    """SHA-256 of everything that determines one study (the config minus the cohort size)."""
+    d = to_dict(cfg)
+    d["cohort"].pop("n_studies")
+    return hashlib.sha256(json.dumps(d, sort_keys=True).encode()).hexdigest()
+
+
+_PARENT_PID: int | None = None
+
+
+def _worker_init(threads: int, parent_pid: int) -> None:
+    global _PARENT_PID
+    _PARENT_PID = parent_pid
     torch.set_num_threads(threads)
 
 
 def _run_one(args: tuple) -> dict[str, Any]:
     cfg, index, out_dir, device = args
     return simulate_study(cfg, index, Path(out_dir), device)
+
+
+def _terminate(signum, frame) -> None:
+    raise SystemExit(f"terminated by signal {signum}")
 
 
 def _check_existing(out_dir: Path, resolved: dict[str, Any]) -> None:
@@ -335,10 +365,15 @@ def simulate_cohort(
             bar.update()
     elif workers > 1 and not str(device).startswith("cuda"):
         ctx = mp.get_context("spawn")
-        with ctx.Pool(workers, initializer=_worker_init, initargs=(1,)) as pool:
-            for row in pool.imap_unordered(_run_one, jobs):
-                rows.append(row)
-                bar.update()
+        previous = signal.signal(signal.SIGTERM, _terminate)
+        try:
+            # leaving the block (also on SIGTERM / Ctrl-C) terminates the workers
+            with ctx.Pool(workers, initializer=_worker_init, initargs=(1, os.getpid())) as pool:
+                for row in pool.imap_unordered(_run_one, jobs):
+                    rows.append(row)
+                    bar.update()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
     else:
         for job in jobs:
             rows.append(_run_one(job))
