@@ -10,3 +10,22 @@ def test_collimators_table(capsys):
     # domain.md: Siemens LEHR system FWHM ~6.9 mm at 10 cm
     line = next(x for x in out.splitlines() if x.startswith("siemens-lehr"))
     assert abs(float(line.split()[-1]) - 6.9) < 0.2
+
+
+def test_models_table(capsys):
+    assert main(["models", "--no-speed"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    names = [line.split()[0] for line in out[1:]]
+    assert names[:10] == [
+        "unet1",
+        "unet2",
+        "unet3",
+        "unet4",
+        "unet5",
+        "vnet",
+        "unetpp",
+        "r2unet",
+        "attention_unet",
+        "transunet",
+    ]
+    assert "Alom" in next(x for x in out if x.startswith("r2unet"))

@@ -128,6 +128,24 @@ def _read_csv(path: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+def _cmd_models(args: argparse.Namespace) -> int:
+    import torch
+
+    from fastdat.models import build_model, list_models, model_info
+    from fastdat.models.throughput import training_throughput
+
+    torch.manual_seed(0)
+    print(f"{'name':<16}{'params':>11}  {'train img/s':>11}  reference")
+    for name in list_models():
+        model = build_model(name)
+        n = sum(p.numel() for p in model.parameters())
+        speed = "-" if args.no_speed else f"{training_throughput(model, steps=args.steps):.1f}"
+        print(f"{name:<16}{n:>11,}  {speed:>11}  {model_info(name).reference}")
+    if not args.no_speed:
+        print(f"(CPU, {torch.get_num_threads()} threads, batch 16, 64 x 64, Adam + L1)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``fastdat`` argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="fastdat", description=__doc__)
@@ -172,6 +190,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--splits", help="reuse the splits.json of another dataset")
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     b.set_defaults(func=_cmd_dataset_build)
+
+    p = sub.add_parser("models", help="list the registered networks with size and CPU speed")
+    p.add_argument("--no-speed", action="store_true", help="skip the throughput measurement")
+    p.add_argument("--steps", type=int, default=2, help="timed training steps per model")
+    p.set_defaults(func=_cmd_models)
     return parser
 
 

@@ -1,0 +1,152 @@
+"""One registry for every image-to-image network, with one contract.
+
+Every registered builder takes ``(in_channels, out_channels, spatial_dims, **kwargs)`` and returns a
+``torch.nn.Module`` mapping ``(B, C_in, *S)`` to ``(B, C_out, *S)``. :func:`build_model` wraps it in
+:class:`ImageToImage`, which checks the input size against the multiple the architecture needs and
+optionally adds residual learning (predict the correction to the input) and a non-negative output.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What the registry knows of an architecture.
+
+    Attributes:
+        name: Registry name.
+        builder: ``(in_channels, out_channels, spatial_dims, **kwargs) -> nn.Module``.
+        reference: The paper it implements.
+        multiple: Input sides must be a multiple of this.
+        dims: Spatial dimensionalities it supports.
+    """
+
+    name: str
+    builder: Callable[..., nn.Module]
+    reference: str
+    multiple: int
+    dims: tuple[int, ...] = (2, 3)
+
+
+_REGISTRY: dict[str, ModelInfo] = {}
+
+
+def register(name: str, reference: str, multiple: int, dims: tuple[int, ...] = (2, 3)):
+    """Decorator: register a builder under ``name``."""
+
+    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if name in _REGISTRY:
+            raise ValueError(f"model {name!r} is already registered")
+        _REGISTRY[name] = ModelInfo(name, fn, reference, multiple, dims)
+        return fn
+
+    return deco
+
+
+# the study's ten, in the paper's order; models registered by users follow
+STUDY_MODELS = (
+    "unet1",
+    "unet2",
+    "unet3",
+    "unet4",
+    "unet5",
+    "vnet",
+    "unetpp",
+    "r2unet",
+    "attention_unet",
+    "transunet",
+)
+
+
+def list_models() -> list[str]:
+    """Registered model names: the study's ten in the paper's order, then any others."""
+    _load_builtin()
+    return [n for n in STUDY_MODELS if n in _REGISTRY] + [
+        n for n in _REGISTRY if n not in STUDY_MODELS
+    ]
+
+
+def model_info(name: str) -> ModelInfo:
+    """The registry entry of ``name`` (``ValueError`` naming the known models if absent)."""
+    _load_builtin()
+    if name not in _REGISTRY:
+        raise ValueError(f"unknown model {name!r} (known: {', '.join(_REGISTRY)})")
+    return _REGISTRY[name]
+
+
+class ImageToImage(nn.Module):
+    """Size check, optional residual learning and non-negative output around a network.
+
+    ``y = net(x)``; with ``residual``: ``y = x + net(x)`` (needs ``in_channels == out_channels``);
+    with ``nonneg``: ``y = relu(y)``.
+    """
+
+    def __init__(self, net: nn.Module, info: ModelInfo, residual: bool, nonneg: bool) -> None:
+        super().__init__()
+        self.net = net
+        self.name = info.name
+        self.multiple = int(getattr(net, "size_multiple", info.multiple))
+        self.residual = residual
+        self.nonneg = nonneg
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        bad = [s for s in x.shape[2:] if s % self.multiple]
+        if bad:
+            raise ValueError(
+                f"{self.name} needs every image side to be a multiple of {self.multiple}, "
+                f"got {tuple(x.shape[2:])}"
+            )
+        y = self.net(x)
+        if self.residual:
+            y = x + y
+        return torch.relu(y) if self.nonneg else y
+
+
+def build_model(
+    name: str,
+    in_channels: int = 1,
+    out_channels: int = 1,
+    spatial_dims: int = 2,
+    residual: bool = False,
+    nonneg: bool = False,
+    **kwargs: Any,
+) -> ImageToImage:
+    """Build a registered network.
+
+    Args:
+        name: Registry name (:func:`list_models`).
+        in_channels, out_channels: Channels of input and output images.
+        spatial_dims: 2 (slices) or 3 (volumes), where the architecture allows.
+        residual: Learn the correction to the input (``in_channels == out_channels``).
+        nonneg: Clamp the output at zero.
+        **kwargs: Architecture options (widths etc.).
+    """
+    info = model_info(name)
+    if spatial_dims not in info.dims:
+        raise ValueError(f"{name} supports spatial_dims {info.dims}, got {spatial_dims}")
+    if residual and in_channels != out_channels:
+        raise ValueError("residual learning needs in_channels == out_channels")
+    net = info.builder(in_channels, out_channels, spatial_dims, **kwargs)
+    model = ImageToImage(net, info, residual, nonneg)
+    model.config = {
+        "name": name,
+        "in_channels": in_channels,
+        "out_channels": out_channels,
+        "spatial_dims": spatial_dims,
+        "residual": residual,
+        "nonneg": nonneg,
+        **kwargs,
+    }
+    return model
+
+
+def _load_builtin() -> None:
+    """Import the modules that register the built-in architectures."""
+    from fastdat.models import monai_nets, r2unet, transunet, unet1  # noqa: F401

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from fastdat.models import build_model, list_models, load_model, model_info, save_model
+
+STUDY = [
+    "unet1",
+    "unet2",
+    "unet3",
+    "unet4",
+    "unet5",
+    "vnet",
+    "unetpp",
+    "r2unet",
+    "attention_unet",
+    "transunet",
+]
+# small widths keep the tests quick; the architecture (depth, blocks) is unchanged
+SMALL = {
+    "unet1": {"features": 8},
+    "unet2": {"features": 8},
+    "unet3": {"features": 8},
+    "unet4": {"features": 8},
+    "unet5": {"features": 8},
+    "vnet": {},
+    "unetpp": {"features": (8, 8, 16, 16, 32, 8)},
+    "r2unet": {"features": (8, 16, 16, 32)},
+    "attention_unet": {"channels": (8, 16, 16, 32)},
+    "transunet": {"features": (8, 16, 16, 32), "hidden": 32, "depth": 2, "heads": 4},
+}
+
+
+def test_the_study_models_are_registered_in_order():
+    assert list_models()[:10] == STUDY
+    for name in STUDY:
+        assert model_info(name).reference
+
+
+@pytest.fixture(params=STUDY)
+def name(request):
+    return request.param
+
+
+def _other_size(name):
+    m = model_info(name).multiple
+    return 3 * max(m, 16) if name != "unet1" else 37  # odd sizes where the model allows
+
+
+@pytest.mark.parametrize("residual", [False, True])
+def test_shapes_gradients_and_determinism(name, residual):
+    torch.manual_seed(0)
+    model = build_model(name, residual=residual, nonneg=True, **SMALL[name])
+    for side in (64, _other_size(name)):
+        x = torch.rand(2, 1, side, side)
+        y = model.train()(x)
+        assert y.shape == x.shape and (y >= 0).all()
+        y.square().mean().backward()
+        grads = [p.grad for p in model.parameters() if p.requires_grad]
+        assert all(g is not None and torch.isfinite(g).all() for g in grads)
+        model.zero_grad()
+    model.eval()
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), model(x), rtol=0, atol=0)
+
+
+def test_residual_predicts_the_correction(name):
+    torch.manual_seed(0)
+    plain = build_model(name, **SMALL[name]).eval()
+    res = build_model(name, residual=True, **SMALL[name]).eval()
+    res.load_state_dict(plain.state_dict())
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(res(x), x + plain(x))
+
+
+def test_wrong_size_names_the_multiple(name):
+    m = model_info(name).multiple
+    if m == 1:
+        pytest.skip("takes any size")
+    model = build_model(name, **SMALL[name])
+    with pytest.raises(ValueError, match=f"multiple of {m}"):
+        model(torch.rand(1, 1, m * 4 + 1, m * 4))
+
+
+def test_safetensors_round_trip(name, tmp_path):
+    torch.manual_seed(1)
+    model = build_model(name, **SMALL[name])
+    model.train()(torch.rand(2, 1, 64, 64))  # move batch-norm statistics off their defaults
+    model.eval()
+    path = save_model(model, tmp_path / name, extra={"note": "test"})
+    meta = json.loads((tmp_path / f"{name}.json").read_text())
+    assert meta["model"]["name"] == name and meta["note"] == "test"
+    again = load_model(path)
+    x = torch.rand(1, 1, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("name3d", STUDY)
+def test_three_dimensional(name3d):
+    model = build_model(name3d, spatial_dims=3, **SMALL[name3d]).eval()
+    x = torch.rand(1, 1, 32, 32, 32)
+    with torch.no_grad():
+        assert model(x).shape == x.shape
+
+
+def test_bad_requests():
+    with pytest.raises(ValueError, match="unknown model 'unet9'"):
+        build_model("unet9")
+    with pytest.raises(ValueError, match="in_channels == out_channels"):
+        build_model("unet4", in_channels=2, out_channels=1, residual=True)
+
+
+def test_corrupt_or_mismatched_checkpoints(tmp_path):
+    model = build_model("unet2", features=8)
+    path = save_model(model, tmp_path / "m")
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="checksum"):
+        load_model(path)
+    path = save_model(model, tmp_path / "m2")
+    meta = json.loads((tmp_path / "m2.json").read_text())
+    meta["model"]["features"] = 16  # sidecar no longer matches the weights
+    (tmp_path / "m2.json").write_text(json.dumps(meta))
+    with pytest.raises((ValueError, RuntimeError)):
+        load_model(path)
+    with pytest.raises(FileNotFoundError):
+        load_model(tmp_path / "absent")
