@@ -146,6 +146,27 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_train(args: argparse.Namespace) -> int:
+    import yaml
+
+    from fastdat.config import apply_overrides, from_dict
+    from fastdat.training.config import TrainConfig
+    from fastdat.training.loop import train
+
+    base = {}
+    if args.config:
+        base = yaml.safe_load(Path(args.config).read_text()) or {}
+        base = base.get("train", base)
+    sets = list(args.set or [])
+    if args.model:
+        sets.append(f"model={args.model}")
+    cfg = from_dict(TrainConfig, apply_overrides(base, sets))
+    device = _resolve_device(args.device)
+    best = train(args.dataset, args.out, cfg, device, resume=args.resume)
+    print(f"best checkpoint: {best}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``fastdat`` argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="fastdat", description=__doc__)
@@ -195,6 +216,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-speed", action="store_true", help="skip the throughput measurement")
     p.add_argument("--steps", type=int, default=2, help="timed training steps per model")
     p.set_defaults(func=_cmd_models)
+
+    p = sub.add_parser("train", help="train a model on a crop dataset")
+    p.add_argument("--dataset", required=True, help="dataset directory (fastdat dataset build)")
+    p.add_argument("--model", help="registry name (fastdat models); default unet4")
+    p.add_argument("--out", required=True, help="run directory")
+    p.add_argument("--config", help="YAML file with training settings")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting")
+    p.add_argument("--resume", action="store_true", help="continue a killed run")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.set_defaults(func=_cmd_train)
     return parser
 
 
@@ -204,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
         print(f"fastdat {args.command}: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,56 @@
+"""Training configuration: one frozen dataclass, YAML presets, ``--set`` overrides."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+LOSSES = ("l1", "mse", "ssim_mixed")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How a model is trained on a crop dataset.
+
+    Attributes:
+        model: Registry name (``fastdat models``).
+        model_kwargs: Architecture options passed to ``build_model``.
+        residual: Learn the correction to the 5-min image.
+        nonneg: Clamp the output at zero.
+        input_kind, target_kind: Crop kinds of input and target (``"5min"``, ``"25min"``).
+        loss: ``l1``, ``mse`` or ``ssim_mixed`` (``0.84 (1 - SSIM) + 0.16 L1``, Zhao et al. 2017).
+        lr: Adam learning rate. weight_decay: Adam weight decay.
+        batch_size: Images per step (over all processes).
+        max_epochs: Upper bound of epochs. patience: Epochs without validation improvement
+            before stopping. min_delta: Smallest validation-loss decrease that counts.
+        flips: Random left-right and anterior-posterior flips.
+        intensity_scale: Random common scaling of input and target, ``1 +/- intensity_scale``.
+        seed: Seed of initialization, data order and augmentation.
+        bf16: bfloat16 autocast (CUDA only; ignored on CPU).
+    """
+
+    model: str = "unet4"
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    residual: bool = True
+    nonneg: bool = True
+    input_kind: str = "5min"
+    target_kind: str = "25min"
+    loss: str = "l1"
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    batch_size: int = 16
+    max_epochs: int = 100
+    patience: int = 10
+    min_delta: float = 0.0
+    flips: bool = True
+    intensity_scale: float = 0.1
+    seed: int = 0
+    bf16: bool = True
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            raise ValueError(f"train.loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
+        if self.lr <= 0 or self.batch_size < 1 or self.max_epochs < 1 or self.patience < 1:
+            raise ValueError("train.lr > 0, batch_size >= 1, max_epochs >= 1, patience >= 1 needed")
+        if not 0 <= self.intensity_scale < 1:
+            raise ValueError(f"train.intensity_scale must be in [0, 1), got {self.intensity_scale}")

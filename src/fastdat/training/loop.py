@@ -1,0 +1,304 @@
+"""The training loop, readable top to bottom: data on the device, Adam, validation, early stopping.
+
+A run directory ``RUN`` holds ``config.yaml`` (resolved config, dataset fingerprint, provenance),
+``best.safetensors`` / ``best.json`` (the best validation checkpoint, self-describing),
+``last.*`` and ``state.json`` (everything needed to resume), ``history.csv`` and ``curves.png``.
+
+Images are scaled per crop by the maximum of the input (5-min) crop, so the network sees values in
+``[0, ~1]`` whatever the units; predictions are scaled back. Data order and augmentation of epoch
+``e`` come from a generator seeded with ``(seed, e)``, so a run resumed after epoch ``e`` continues
+exactly as an uninterrupted one would. Under ``torchrun`` (``WORLD_SIZE > 1``) every process takes
+its share of each batch and gradients are averaged by DistributedDataParallel; rank 0 writes.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+import yaml
+from tqdm.auto import tqdm
+
+from fastdat.config import provenance, to_dict
+from fastdat.evaluation.metrics import psnr, ssim
+from fastdat.models import build_model, save_model
+from fastdat.training.config import TrainConfig
+
+log = logging.getLogger(__name__)
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the last good checkpoint is kept."""
+
+
+def load_split_tensors(ds_dir: Path, cfg: TrainConfig, device: torch.device):
+    """``{split: (input, target)}`` tensors ``(N, 1, H, W)`` on ``device`` and the fingerprint."""
+    from fastdat.data import load_crops
+
+    crops, index = load_crops(ds_dir)
+    for kind in (cfg.input_kind, cfg.target_kind):
+        if kind not in crops:
+            raise ValueError(f"{ds_dir}: no {kind!r} crops (has {', '.join(crops)})")
+    if "split" not in index or not {"train", "val"} <= set(index["split"]):
+        raise ValueError(f"{ds_dir}: the dataset needs 'train' and 'val' splits")
+    out = {}
+    for split in ("train", "val", "test"):
+        rows = index.index[index["split"] == split].to_numpy()
+        x = torch.from_numpy(np.ascontiguousarray(crops[cfg.input_kind][rows]))[:, None]
+        y = torch.from_numpy(np.ascontiguousarray(crops[cfg.target_kind][rows]))[:, None]
+        out[split] = (x.float().to(device), y.float().to(device))
+    meta = yaml.safe_load((ds_dir / "config.yaml").read_text()) or {}
+    return out, meta.get("fingerprint", "unknown")
+
+
+def _scale(x: torch.Tensor) -> torch.Tensor:
+    """Per-image scale: the input crop's maximum (1 where it is 0)."""
+    m = x.amax(dim=(-2, -1), keepdim=True)
+    return torch.where(m > 0, m, torch.ones_like(m))
+
+
+def loss_fn(name: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Training loss between scaled images ``(B, 1, H, W)``."""
+    if name == "l1":
+        return F.l1_loss(pred, target)
+    if name == "mse":
+        return F.mse_loss(pred, target)
+    s = ssim(pred[:, 0], target[:, 0]).mean().to(pred.dtype)
+    return 0.84 * (1 - s) + 0.16 * F.l1_loss(pred, target)
+
+
+def _augment(x, y, gen, cfg: TrainConfig):
+    if cfg.flips:
+        flip = torch.rand(2, generator=gen, device=x.device) < 0.5
+        dims = [d for d, f in zip((-2, -1), flip.tolist(), strict=True) if f]
+        if dims:
+            x, y = x.flip(dims), y.flip(dims)
+    if cfg.intensity_scale > 0:
+        a = 1 + cfg.intensity_scale * (
+            2 * torch.rand(x.shape[0], 1, 1, 1, generator=gen, device=x.device) - 1
+        )
+        x, y = x * a, y * a
+    return x, y
+
+
+@torch.no_grad()
+def evaluate_split(model, x, y, cfg: TrainConfig, batch: int = 64) -> dict[str, float]:
+    """Loss (scaled images) and PSNR / SSIM (FastDaT convention) of a split."""
+    model.eval()
+    losses, ps, ss = [], [], []
+    for i in range(0, x.shape[0], batch):
+        xb, yb = x[i : i + batch], y[i : i + batch]
+        s = _scale(xb)
+        pred = model(xb / s)
+        losses.append(float(loss_fn(cfg.loss, pred.float(), yb / s)) * xb.shape[0])
+        out = (pred.float() * s)[:, 0].double()
+        ps.append(psnr(out, yb[:, 0].double()))
+        ss.append(ssim(out, yb[:, 0].double()))
+    n = x.shape[0]
+    return {
+        "loss": sum(losses) / n,
+        "psnr": float(torch.cat(ps).mean()),
+        "ssim": float(torch.cat(ss).mean()),
+    }
+
+
+def _save_state(run: Path, model, opt, state: dict[str, Any], cfg_doc: dict) -> None:
+    """Resumable state: model (``last``), optimizer tensors, then ``state.json`` last (commit)."""
+    from safetensors.torch import save_file
+
+    save_model(model, run / "last", extra={"train": cfg_doc, "epoch": state["epoch"]})
+    sd = opt.state_dict()
+    tensors = {
+        f"{i}.{k}": v.detach().cpu().contiguous()
+        for i, st in sd["state"].items()
+        for k, v in st.items()
+        if torch.is_tensor(v)
+    }
+    tmp = run / ".last_optim.safetensors.tmp"
+    save_file(tensors, tmp)
+    os.replace(tmp, run / "last_optim.safetensors")
+    doc = {**state, "param_groups": sd["param_groups"]}
+    tmp = run / ".state.json.tmp"
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, run / "state.json")
+
+
+def _load_state(run: Path, model, opt, device) -> dict[str, Any]:
+    from safetensors.torch import load_file
+
+    from fastdat.models import load_model
+
+    state = json.loads((run / "state.json").read_text())
+    last = load_model(run / "last", device=device)
+    model.load_state_dict(last.state_dict())
+    tensors = load_file(run / "last_optim.safetensors", device=str(device))
+    per_param: dict[int, dict[str, torch.Tensor]] = {}
+    for key, v in tensors.items():
+        i, name = key.split(".", 1)
+        per_param.setdefault(int(i), {})[name] = v
+    opt.load_state_dict({"state": per_param, "param_groups": state.pop("param_groups")})
+    return state
+
+
+def _write_history(run: Path, history: list[dict[str, float]]) -> None:
+    tmp = run / ".history.csv.tmp"
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+    os.replace(tmp, run / "history.csv")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    ep = [h["epoch"] for h in history]
+    fig, ax = plt.subplots(1, 2, figsize=(9, 3.4))
+    ax[0].plot(ep, [h["train_loss"] for h in history], label="train")
+    ax[0].plot(ep, [h["val_loss"] for h in history], label="validation")
+    ax[0].set_xlabel("epoch")
+    ax[0].set_ylabel("loss")
+    ax[0].legend()
+    ax[1].plot(ep, [h["val_psnr"] for h in history], color="C2")
+    ax[1].set_xlabel("epoch")
+    ax[1].set_ylabel("validation PSNR vs target (dB)")
+    fig.tight_layout()
+    fig.savefig(run / ".curves.tmp.png", dpi=100)
+    plt.close(fig)
+    os.replace(run / ".curves.tmp.png", run / "curves.png")
+
+
+def _distributed() -> tuple[int, int]:
+    """``(rank, world_size)``; initializes the process group under torchrun."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1 and not torch.distributed.is_initialized():
+        backend = "nccl" if torch.cuda.is_available() else "gloo"
+        torch.distributed.init_process_group(backend)
+    rank = torch.distributed.get_rank() if world > 1 else 0
+    return rank, world
+
+
+def train(
+    dataset: str | Path,
+    run_dir: str | Path,
+    cfg: TrainConfig,
+    device: torch.device | str = "cpu",
+    resume: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Train ``cfg.model`` on ``dataset``; returns the best checkpoint's path.
+
+    Raises:
+        FileExistsError: ``run_dir`` holds a run and ``resume`` is False (or its config differs).
+        TrainingDiverged: the loss became NaN / infinite (the last good checkpoint is kept).
+    """
+    rank, world = _distributed()
+    device = torch.device(device)
+    if world > 1 and device.type == "cuda":
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    run = Path(run_dir)
+    data, fingerprint = load_split_tensors(Path(dataset), cfg, device)
+    cfg_doc = {
+        "train": to_dict(cfg),
+        "dataset": str(Path(dataset).resolve()),
+        "dataset_fingerprint": fingerprint,
+    }
+    if (run / "config.yaml").exists():
+        old = yaml.safe_load((run / "config.yaml").read_text()) or {}
+        if not resume:
+            raise FileExistsError(f"{run} holds a training run; use --resume or a new --out")
+        if {k: old.get(k) for k in cfg_doc} != cfg_doc:
+            raise FileExistsError(f"{run} was trained with a different config or dataset")
+    elif resume:
+        raise FileNotFoundError(f"{run}: nothing to resume (no config.yaml)")
+    if world > 1:
+        torch.distributed.barrier()  # every rank has checked the folder before rank 0 writes
+    if rank == 0:
+        run.mkdir(parents=True, exist_ok=True)
+        if not (run / "config.yaml").exists():
+            doc = {**cfg_doc, "provenance": provenance(device=str(device), world_size=world)}
+            (run / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+
+    torch.manual_seed(cfg.seed)
+    model = build_model(cfg.model, residual=cfg.residual, nonneg=cfg.nonneg, **cfg.model_kwargs)
+    model = model.to(device)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    state = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
+    if resume and (run / "state.json").exists():
+        state = _load_state(run, model, opt, device)
+        log.info("resumed %s after epoch %d", run, state["epoch"])
+    net = model
+    if world > 1:
+        net = torch.nn.parallel.DistributedDataParallel(
+            model, device_ids=[device.index] if device.type == "cuda" else None
+        )
+    autocast = device.type == "cuda" and cfg.bf16
+    x_train, y_train = data["train"]
+    n = x_train.shape[0]
+    epochs = range(state["epoch"] + 1, cfg.max_epochs + 1)
+    bar = tqdm(epochs, desc=f"train {cfg.model}", unit="epoch", disable=not progress or rank > 0)
+    for epoch in bar:
+        t0 = time.perf_counter()
+        gen = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch)
+        order = torch.randperm(n, generator=gen, device=device)
+        net.train()
+        total, seen = 0.0, 0
+        for step, start in enumerate(range(0, n, cfg.batch_size)):
+            idx = order[start : start + cfg.batch_size]
+            idx = idx[rank::world] if world > 1 else idx
+            if idx.numel() == 0:
+                continue
+            xb, yb = x_train[idx], y_train[idx]
+            xb, yb = _augment(xb, yb, gen, cfg)
+            s = _scale(xb)
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
+                pred = net(xb / s)
+            loss = loss_fn(cfg.loss, pred.float(), yb / s)
+            if not torch.isfinite(loss):
+                raise TrainingDiverged(
+                    f"loss became {float(loss.detach())} at epoch {epoch}, step {step}; the last "
+                    f"good checkpoint (epoch {state['epoch']}) is kept in {run}"
+                )
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            total += float(loss.detach()) * idx.numel()
+            seen += idx.numel()
+        val = evaluate_split(model, *data["val"], cfg)
+        improved = val["loss"] < state["best_val"] - cfg.min_delta
+        row = {
+            "epoch": epoch,
+            "train_loss": total / max(seen, 1),
+            "val_loss": val["loss"],
+            "val_psnr": val["psnr"],
+            "val_ssim": val["ssim"],
+            "seconds": time.perf_counter() - t0,
+        }
+        state["history"].append(row)
+        state["epoch"] = epoch
+        if improved:
+            state.update(best_val=val["loss"], best_epoch=epoch, bad_epochs=0)
+        else:
+            state["bad_epochs"] += 1
+        if rank == 0:
+            if improved:
+                save_model(model, run / "best", extra={**cfg_doc, "epoch": epoch, "val": val})
+            _save_state(run, model, opt, state, cfg_doc)
+            _write_history(run, state["history"])
+        bar.set_postfix(val_psnr=f"{val['psnr']:.2f}", best=state["best_epoch"])
+        if world > 1:
+            torch.distributed.barrier()
+        if state["bad_epochs"] >= cfg.patience:
+            log.info("early stop after epoch %d (best %d)", epoch, state["best_epoch"])
+            break
+    return run / "best.safetensors"

@@ -1,0 +1,243 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from fastdat.cli import main
+from fastdat.data.dataset import DatasetConfig, build_dataset, sources_from_simulation
+from fastdat.models import load_model
+from fastdat.training import loop
+from fastdat.training.config import TrainConfig
+
+CFG = TrainConfig(
+    model="unet2", model_kwargs={"features": 8}, max_epochs=4, patience=100, batch_size=4
+)
+
+
+@pytest.fixture(scope="module")
+def dataset(cohort, tmp_path_factory):
+    out = tmp_path_factory.mktemp("ds") / "ds"
+    cfg = DatasetConfig(n_slices=3, crop=24, split=(2, 1, 1))
+    build_dataset(
+        sources_from_simulation(cohort, cfg.durations), out, cfg, {"kind": "test"}, progress=False
+    )
+    return out
+
+
+def test_end_to_end_cli(dataset, tmp_path):
+    run = tmp_path / "run"
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(dataset),
+                "--model",
+                "unet2",
+                "--out",
+                str(run),
+                "--set",
+                "max_epochs=2",
+                "--set",
+                "model_kwargs.features=8",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 0
+    )
+    for name in (
+        "best.safetensors",
+        "best.json",
+        "config.yaml",
+        "history.csv",
+        "curves.png",
+        "state.json",
+    ):
+        assert (run / name).exists(), name
+    meta = json.loads((run / "best.json").read_text())
+    assert meta["model"]["name"] == "unet2" and meta["dataset_fingerprint"]
+    model = load_model(run / "best")
+    assert model(torch.rand(1, 1, 24, 24)).shape == (1, 1, 24, 24)
+    # a second run into the same folder is refused without --resume
+    assert main(["train", "--dataset", str(dataset), "--out", str(run), "--device", "cpu"]) == 2
+
+
+def test_resume_gives_the_same_weights(dataset, tmp_path, monkeypatch):
+    full = loop.train(dataset, tmp_path / "full", CFG, progress=False)
+    calls = {"n": 0}
+    original = loop._write_history
+
+    def killed_after_two_epochs(run, history):
+        original(run, history)
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt  # as if the process were killed here
+
+    monkeypatch.setattr(loop, "_write_history", killed_after_two_epochs)
+    with pytest.raises(KeyboardInterrupt):
+        loop.train(dataset, tmp_path / "part", CFG, progress=False)
+    monkeypatch.setattr(loop, "_write_history", original)
+    assert json.loads((tmp_path / "part" / "state.json").read_text())["epoch"] == 2
+    resumed = loop.train(dataset, tmp_path / "part", CFG, resume=True, progress=False)
+    for name in ("last.safetensors", full.name):
+        a = load_file(tmp_path / "full" / name)
+        b = load_file(tmp_path / "part" / name)
+        assert a.keys() == b.keys()
+        for k in a:
+            torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
+    assert resumed.name == full.name
+
+
+def test_nan_loss_stops_and_keeps_last_good(dataset, tmp_path, monkeypatch, capsys):
+    original = loop.loss_fn
+    state = {"calls": 0}
+
+    def poisoned(name, pred, target):
+        state["calls"] += 1
+        loss = original(name, pred, target)
+        return loss * float("nan") if state["calls"] > 6 else loss
+
+    monkeypatch.setattr(loop, "loss_fn", poisoned)
+    run = tmp_path / "nan"
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(dataset),
+                "--model",
+                "unet2",
+                "--out",
+                str(run),
+                "--set",
+                "model_kwargs.features=8",
+                "--set",
+                "batch_size=4",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
+    err = capsys.readouterr().err
+    assert "loss became nan" in err and "last good checkpoint" in err
+    good = json.loads((run / "state.json").read_text())["epoch"]
+    assert good >= 1
+    load_model(run / "last")  # still loadable
+
+
+def test_bad_inputs(dataset, tmp_path, capsys):
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(dataset),
+                "--model",
+                "unet9",
+                "--out",
+                str(tmp_path / "a"),
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
+    assert "unknown model 'unet9'" in capsys.readouterr().err
+    assert (
+        main(["train", "--dataset", str(tmp_path), "--out", str(tmp_path / "b"), "--device", "cpu"])
+        == 2
+    )
+    assert "not a FastDaT dataset" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(dataset),
+                "--out",
+                str(tmp_path / "c"),
+                "--set",
+                "loss=huber",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
+    assert "train.loss" in capsys.readouterr().err
+    assert (
+        main(
+            [
+                "train",
+                "--dataset",
+                str(dataset),
+                "--out",
+                str(tmp_path / "d"),
+                "--resume",
+                "--device",
+                "cpu",
+            ]
+        )
+        == 2
+    )
+    assert "nothing to resume" in capsys.readouterr().err
+
+
+def test_dataset_without_validation_split(cohort, tmp_path, capsys):
+    out = tmp_path / "ds"
+    cfg = DatasetConfig(n_slices=3, crop=24, split=(1, 0, 1))
+    build_dataset(
+        sources_from_simulation(cohort, cfg.durations), out, cfg, {"kind": "test"}, progress=False
+    )
+    assert (
+        main(["train", "--dataset", str(out), "--out", str(tmp_path / "r"), "--device", "cpu"]) == 2
+    )
+    assert "needs 'train' and 'val' splits" in capsys.readouterr().err
+
+
+def test_ddp_under_torchrun(dataset, tmp_path):
+    """Two CPU processes (gloo) train together; rank 0 writes one run."""
+    import shutil
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun is not on PATH")
+    run = tmp_path / "ddp"
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "fastdat.cli",
+        "train",
+        "--dataset",
+        str(dataset),
+        "--model",
+        "unet2",
+        "--out",
+        str(run),
+        "--set",
+        "max_epochs=2",
+        "--set",
+        "model_kwargs.features=8",
+        "--set",
+        "batch_size=4",
+        "--device",
+        "cpu",
+    ]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    history = (run / "history.csv").read_text().splitlines()
+    assert len(history) == 3  # header + 2 epochs, written once
+    assert "world_size: 2" in (run / "config.yaml").read_text()
+    load_model(run / "best")
