@@ -167,6 +167,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from fastdat.evaluation.evaluate import evaluate
+
+    report = evaluate(args.dataset, args.runs, args.out, _resolve_device(args.device))
+    print(f"wrote {report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``fastdat`` argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="fastdat", description=__doc__)
@@ -226,6 +234,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue a killed run")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="score 5-min, filters and models on the test split")
+    p.add_argument("--dataset", required=True, help="dataset directory")
+    p.add_argument("--runs", nargs="*", default=[], help="training run directories")
+    p.add_argument("--out", required=True, help="evaluation directory")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.set_defaults(func=_cmd_evaluate)
     return parser
 
 

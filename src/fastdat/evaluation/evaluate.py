@@ -1,0 +1,220 @@
+"""Score raw 5-min images, tuned filters and trained models on the test split; test the differences.
+
+``EVAL`` receives ``metrics.csv`` (one row per method and test image: ``method, image_id, psnr,
+ssim`` against the 25-min crop, plus ``psnr_truth, ssim_truth`` when the truth is known),
+``summary.csv`` (mean and SD per method), ``stats.json`` (Friedman over methods; Dunn's post-hoc
+with Holm correction, all pairs, as in the paper; and the paired Wilcoxon signed-rank test with
+Holm correction, since every method is scored on the same images), ``baselines.json`` (the filters
+tuned on the validation split), box plots, an image grid per grade and ``report.html``.
+
+Against the truth, the truth crop is first put on the images' scale (counts / s) by the factor that
+matches its total to the 25-min crop's; the same factor serves every method of that image.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fastdat.evaluation import baselines as bl
+from fastdat.evaluation.metrics import psnr, ssim
+
+log = logging.getLogger(__name__)
+
+RAW, LONG = "5min", "25min"
+
+
+@torch.no_grad()
+def predict(model, images: np.ndarray, device: torch.device | str = "cpu", batch: int = 64):
+    """Model output for ``(N, H, W)`` images, each scaled by its maximum as in training."""
+    device = torch.device(device)
+    model = model.to(device).eval()
+    out = []
+    for i in range(0, len(images), batch):
+        x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch])).float()[:, None]
+        x = x.to(device)
+        m = x.amax(dim=(-2, -1), keepdim=True)
+        m = torch.where(m > 0, m, torch.ones_like(m))
+        out.append((model(x / m).float() * m)[:, 0].cpu().numpy())
+    return np.concatenate(out)
+
+
+def _scores(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    p, r = torch.from_numpy(pred).double(), torch.from_numpy(ref).double()
+    return psnr(p, r).numpy(), ssim(p, r).numpy()
+
+
+def holm(pvalues: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
+    p = np.asarray(pvalues, dtype=np.float64)
+    order = np.argsort(p)
+    m = len(p)
+    adj = np.empty(m)
+    running = 0.0
+    for rank, i in enumerate(order):
+        running = max(running, (m - rank) * p[i])
+        adj[i] = min(1.0, running)
+    return adj.tolist()
+
+
+def statistics(table: dict[str, np.ndarray]) -> dict[str, Any]:
+    """Friedman over methods (blocks = images), Dunn-Holm and paired Wilcoxon-Holm, all pairs."""
+    import pandas as pd
+    import scikit_posthocs as sp
+    from scipy import stats
+
+    names = list(table)
+    chi2, p = stats.friedmanchisquare(*[table[n] for n in names])
+    long = pd.DataFrame([{"method": n, "value": float(v)} for n in names for v in table[n]])
+    dunn = sp.posthoc_dunn(long, val_col="value", group_col="method", p_adjust="holm")
+    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+    raw_w = []
+    for a, b in pairs:
+        d = table[a] - table[b]
+        raw_w.append(1.0 if np.allclose(d, 0) else float(stats.wilcoxon(table[a], table[b]).pvalue))
+    adj_w = holm(raw_w)
+    return {
+        "friedman": {
+            "chi2": float(chi2),
+            "p": float(p),
+            "k": len(names),
+            "n": len(table[names[0]]),
+        },
+        "pairs": [
+            {
+                "a": a,
+                "b": b,
+                "mean_difference": float(np.mean(table[a] - table[b])),
+                "dunn_holm_p": float(dunn.loc[a, b]),
+                "wilcoxon_holm_p": adj_w[k],
+            }
+            for k, (a, b) in enumerate(pairs)
+        ],
+    }
+
+
+def evaluate(
+    dataset: str | Path,
+    runs: list[str | Path],
+    out_dir: str | Path,
+    device: torch.device | str = "cpu",
+    baselines: tuple[str, ...] = ("gaussian", "butterworth", "nlm"),
+) -> Path:
+    """Evaluate on the test split; returns the path of ``report.html``."""
+    from fastdat.data import load_crops
+    from fastdat.models import load_model
+    from fastdat.models.checkpoint import read_sidecar
+
+    dataset, out_dir = Path(dataset), Path(out_dir)
+    crops, index = load_crops(dataset)
+    for kind in (RAW, LONG):
+        if kind not in crops:
+            raise ValueError(f"{dataset}: no {kind!r} crops")
+    test = index.index[index["split"] == "test"].to_numpy()
+    val = index.index[index["split"] == "val"].to_numpy()
+    if len(test) == 0 or len(val) == 0:
+        raise ValueError(f"{dataset}: evaluation needs 'val' (to tune filters) and 'test' splits")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    x_val, y_val = crops[RAW][val].astype(np.float64), crops[LONG][val].astype(np.float64)
+    tuned = {name: bl.tune(name, x_val, y_val) for name in baselines}
+    _write_json(out_dir / "baselines.json", tuned)
+
+    x, y = crops[RAW][test].astype(np.float64), crops[LONG][test].astype(np.float64)
+    preds: dict[str, np.ndarray] = {RAW: x}
+    for name in baselines:
+        preds[name] = bl.apply(name, x, tuned[name]["params"])
+    for run in runs:
+        run = Path(run)
+        meta = read_sidecar(run / "best")
+        label = meta["model"]["name"]
+        if label in preds:
+            label = f"{label}:{run.name}"
+        preds[label] = predict(load_model(run / "best", device=device), x, device).astype(
+            np.float64
+        )
+    truth = crops["truth"][test].astype(np.float64) if "truth" in crops else None
+    if truth is not None:
+        k = y.sum(axis=(1, 2)) / np.maximum(truth.sum(axis=(1, 2)), 1e-12)
+        truth = truth * k[:, None, None]
+        preds_truth = {**preds, LONG: y}
+    rows: list[dict[str, Any]] = []
+    table_psnr, table_ssim = {}, {}
+    for name, pred in preds.items():
+        p, s = _scores(pred, y)
+        table_psnr[name], table_ssim[name] = p, s
+        pt = st = [None] * len(test)
+        if truth is not None:
+            pt, st = _scores(pred, truth)
+        for i, cid in enumerate(test):
+            rows.append(
+                {
+                    "method": name,
+                    "image_id": int(index.loc[cid, "crop_id"]),
+                    "psnr": float(p[i]),
+                    "ssim": float(s[i]),
+                    **(
+                        {"psnr_truth": float(pt[i]), "ssim_truth": float(st[i])}
+                        if truth is not None
+                        else {}
+                    ),
+                }
+            )
+    if truth is not None:
+        pt, st = _scores(y, truth)
+        for i, cid in enumerate(test):
+            rows.append(
+                {
+                    "method": LONG,
+                    "image_id": int(index.loc[cid, "crop_id"]),
+                    "psnr": None,
+                    "ssim": None,
+                    "psnr_truth": float(pt[i]),
+                    "ssim_truth": float(st[i]),
+                }
+            )
+    _write_csv(out_dir / "metrics.csv", rows)
+    summary = _summary(rows)
+    _write_csv(out_dir / "summary.csv", summary)
+    stats_doc = {"psnr": statistics(table_psnr), "ssim": statistics(table_ssim)}
+    _write_json(out_dir / "stats.json", stats_doc)
+    from fastdat.evaluation.report import write_report
+
+    grid_preds = preds_truth if truth is not None else {**preds, LONG: y}
+    return write_report(out_dir, summary, stats_doc, tuned, grid_preds, truth, index.loc[test])
+
+
+def _summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for method in dict.fromkeys(r["method"] for r in rows):
+        sel = [r for r in rows if r["method"] == method]
+        rec: dict[str, Any] = {"method": method, "n": len(sel)}
+        for key in ("psnr", "ssim", "psnr_truth", "ssim_truth"):
+            vals = np.array([r[key] for r in sel if r.get(key) is not None], dtype=np.float64)
+            if vals.size:
+                rec[f"{key}_mean"] = float(vals.mean())
+                rec[f"{key}_sd"] = float(vals.std(ddof=1)) if vals.size > 1 else 0.0
+        out.append(rec)
+    return out
+
+
+def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+    tmp = path.with_name(f".{path.name}.tmp")
+    with open(tmp, "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=fields, restval="")
+        w.writeheader()
+        w.writerows(rows)
+    os.replace(tmp, path)
+
+
+def _write_json(path: Path, doc: Any) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(doc, indent=1))
+    os.replace(tmp, path)
