@@ -175,6 +175,14 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_study(args: argparse.Namespace) -> int:
+    from fastdat.study import run_study
+
+    report = run_study(args.preset, args.out, _resolve_device(args.device), args.workers, args.set)
+    print(f"wrote {report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``fastdat`` argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="fastdat", description=__doc__)
@@ -241,6 +249,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="evaluation directory")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser(
+        "study", help="the whole study: simulate, dataset, train all models, evaluate, report"
+    )
+    p.add_argument("--preset", default="quick", help="quick (minutes) or paper (the reproduction)")
+    p.add_argument("--out", required=True, help="study directory (resumed if it exists)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--workers", type=int, default=2, help="simulation processes on CPU")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the preset")
+    p.set_defaults(func=_cmd_study)
     return parser
 
 

@@ -236,6 +236,7 @@ def train(
     state = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
     if resume and (run / "state.json").exists():
         state = _load_state(run, model, opt, device)
+        state.pop("finished", None)
         log.info("resumed %s after epoch %d", run, state["epoch"])
     net = model
     if world > 1:
@@ -301,4 +302,13 @@ def train(
         if state["bad_epochs"] >= cfg.patience:
             log.info("early stop after epoch %d (best %d)", epoch, state["best_epoch"])
             break
+    if rank == 0:
+        state["finished"] = True
+        _save_state(run, model, opt, state, cfg_doc)
     return run / "best.safetensors"
+
+
+def is_finished(run_dir: str | Path) -> bool:
+    """Whether a run directory holds a completed training run."""
+    path = Path(run_dir) / "state.json"
+    return path.exists() and bool(json.loads(path.read_text()).get("finished"))

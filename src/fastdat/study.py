@@ -1,0 +1,88 @@
+"""The whole study in one call: simulate -> dataset -> train every model -> evaluate -> report.
+
+``DIR`` holds ``sim/`` (the cohort), ``dataset/``, ``runs/<model>/``, ``eval/`` (with
+``report.html``) and ``timings.json``. Every stage is skipped when its output is complete and
+resumed when it was interrupted, so rerunning the same command after a kill continues the study.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from fastdat.config import apply_overrides, from_dict, load_preset
+
+log = logging.getLogger(__name__)
+
+
+def run_study(
+    preset: str,
+    out_dir: str | Path,
+    device: str = "cpu",
+    workers: int = 1,
+    sets: list[str] | None = None,
+) -> Path:
+    """Run (or continue) the study of ``preset`` in ``out_dir``; returns ``report.html``.
+
+    Args:
+        preset: ``quick`` or ``paper`` (``fastdat/presets/study``).
+        out_dir: Study directory.
+        device: Torch device for the physics, training and inference.
+        workers: Simulation processes on CPU.
+        sets: Overrides of the study preset (``train.max_epochs=5``, ``models=[unet4]``).
+    """
+    from fastdat.data.dataset import DatasetConfig, build_dataset, sources_from_simulation
+    from fastdat.evaluation.evaluate import evaluate
+    from fastdat.simulate.cohort import resolve_config, simulate_cohort
+    from fastdat.training.config import TrainConfig
+    from fastdat.training.loop import is_finished, train
+
+    spec = apply_overrides(load_preset("study", preset), sets)
+    unknown = set(spec) - {"simulate", "dataset", "train", "models"}
+    if unknown:
+        raise ValueError(f"unknown study key(s) {sorted(unknown)} in preset {preset!r}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    timings_path = out / "timings.json"
+    timings: dict[str, Any] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
+
+    def stage(name: str, fn) -> Any:
+        t0 = time.perf_counter()
+        result = fn()
+        timings[name] = round(time.perf_counter() - t0, 1)
+        tmp = out / ".timings.json.tmp"
+        tmp.write_text(json.dumps(timings, indent=1))
+        os.replace(tmp, timings_path)
+        log.info("stage %s: %.1f s", name, timings[name])
+        return result
+
+    sim = spec.get("simulate", {})
+    sim_cfg = resolve_config(load_preset("simulate", sim.get("preset", preset)), sim.get("set"))
+    stage("simulate", lambda: simulate_cohort(sim_cfg, out / "sim", workers, device))
+    ds_cfg = from_dict(DatasetConfig, spec.get("dataset", {}), "dataset")
+    stage(
+        "dataset",
+        lambda: build_dataset(
+            sources_from_simulation(out / "sim", ds_cfg.durations),
+            out / "dataset",
+            ds_cfg,
+            {"kind": "simulation", "path": str((out / "sim").resolve())},
+        ),
+    )
+    runs = []
+    for model in spec.get("models", []):
+        cfg = from_dict(TrainConfig, {**spec.get("train", {}), "model": model}, "train")
+        run = out / "runs" / model
+        runs.append(run)
+        if is_finished(run):
+            continue
+        resume = (run / "config.yaml").exists()
+        stage(
+            f"train:{model}",
+            lambda c=cfg, r=run, res=resume: train(out / "dataset", r, c, device, resume=res),
+        )
+    return stage("evaluate", lambda: evaluate(out / "dataset", runs, out / "eval", device))
