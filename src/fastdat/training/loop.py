@@ -275,6 +275,9 @@ def train(
             opt.step()
             total += float(loss.detach()) * idx.numel()
             seen += idx.numel()
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        train_seconds = time.perf_counter() - t0
         val = evaluate_split(model, *data["val"], cfg)
         improved = val["loss"] < state["best_val"] - cfg.min_delta
         row = {
@@ -283,6 +286,7 @@ def train(
             "val_loss": val["loss"],
             "val_psnr": val["psnr"],
             "val_ssim": val["ssim"],
+            "train_seconds": train_seconds,
             "seconds": time.perf_counter() - t0,
         }
         state["history"].append(row)
