@@ -42,7 +42,7 @@ def run_study(
     from fastdat.training.loop import is_finished, train
 
     spec = apply_overrides(load_preset("study", preset), sets)
-    unknown = set(spec) - {"simulate", "dataset", "train", "models"}
+    unknown = set(spec) - {"simulate", "dataset", "train", "models", "note"}
     if unknown:
         raise ValueError(f"unknown study key(s) {sorted(unknown)} in preset {preset!r}")
     out = Path(out_dir)
@@ -85,4 +85,7 @@ def run_study(
             f"train:{model}",
             lambda c=cfg, r=run, res=resume: train(out / "dataset", r, c, device, resume=res),
         )
-    return stage("evaluate", lambda: evaluate(out / "dataset", runs, out / "eval", device))
+    return stage(
+        "evaluate",
+        lambda: evaluate(out / "dataset", runs, out / "eval", device, note=spec.get("note")),
+    )

@@ -106,8 +106,9 @@ def evaluate(
     out_dir: str | Path,
     device: torch.device | str = "cpu",
     baselines: tuple[str, ...] = ("gaussian", "butterworth", "nlm"),
+    note: str | None = None,
 ) -> Path:
-    """Evaluate on the test split; returns the path of ``report.html``."""
+    """Evaluate on the test split; returns the path of ``report.html`` (``note`` shown on top)."""
     from fastdat.data import load_crops
     from fastdat.models import load_model
     from fastdat.models.checkpoint import read_sidecar
@@ -187,7 +188,9 @@ def evaluate(
     from fastdat.evaluation.report import write_report
 
     grid_preds = preds_truth if truth is not None else {**preds, LONG: y}
-    return write_report(out_dir, summary, stats_doc, tuned, grid_preds, truth, index.loc[test])
+    return write_report(
+        out_dir, summary, stats_doc, tuned, grid_preds, truth, index.loc[test], note=note
+    )
 
 
 def _summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -90,7 +90,7 @@ def _fmt(rec: dict[str, Any], key: str, digits: int) -> str:
     return f"{rec[key + '_mean']:.{digits}f} &plusmn; {rec[key + '_sd']:.{digits}f}"
 
 
-def write_report(out_dir, summary, stats_doc, tuned, preds, truth, test_index) -> Path:
+def write_report(out_dir, summary, stats_doc, tuned, preds, truth, test_index, note=None) -> Path:
     """Write ``boxplots.png``, ``grid.png`` and ``report.html`` into ``out_dir``."""
     import torch
 
@@ -162,6 +162,7 @@ def write_report(out_dir, summary, stats_doc, tuned, preds, truth, test_index) -
 collapse}}td,th{{border:1px solid #ccc;padding:3px 8px;text-align:right}}td:first-child{{text-align:
 left}}</style></head><body>
 <h1>Can a 5-min DaT SPECT stand in for a 25-min one?</h1>
+{f'<p style="background:#fff3cd;padding:6px">{html.escape(note)}</p>' if note else ""}
 <p>{"<br>".join(lines)}</p>
 <h2>Test split (mean &plusmn; SD)</h2>
 <table><tr><th>method</th><th>PSNR vs 25-min (dB)</th><th>SSIM vs 25-min</th>
