@@ -21,6 +21,12 @@ TINY_SIM = [
 
 
 @pytest.fixture(scope="session")
+def tiny_sim_sets():
+    """``--set`` overrides of the tiny cohort."""
+    return list(TINY_SIM)
+
+
+@pytest.fixture(scope="session")
 def cohort(tmp_path_factory):
     """The tiny cohort's directory (``manifest.csv``, ``studies/...``)."""
     out = tmp_path_factory.mktemp("sim")

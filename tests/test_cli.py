@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from fastdat.cli import main
+from fastdat.models.registry import STUDY_MODELS
 
 
 def test_collimators_table(capsys):
@@ -16,16 +17,5 @@ def test_models_table(capsys):
     assert main(["models", "--no-speed"]) == 0
     out = capsys.readouterr().out.splitlines()
     names = [line.split()[0] for line in out[1:]]
-    assert names[:10] == [
-        "unet1",
-        "unet2",
-        "unet3",
-        "unet4",
-        "unet5",
-        "vnet",
-        "unetpp",
-        "r2unet",
-        "attention_unet",
-        "transunet",
-    ]
+    assert names[:10] == list(STUDY_MODELS)
     assert "Alom" in next(x for x in out if x.startswith("r2unet"))

@@ -37,27 +37,15 @@ def test_statistics_match_scipy_and_scikit_posthocs():
     np.testing.assert_allclose([p["wilcoxon_holm_p"] for p in doc["pairs"]], holm(raw))
 
 
-def test_tiny_study_end_to_end_and_rerun(tmp_path):
+def test_tiny_study_end_to_end_and_rerun(tmp_path, tiny_sim_sets):
     """simulate -> dataset -> train 2 models -> evaluate -> report; a rerun skips the stages."""
     import csv
     import json
 
     from fastdat.cli import main
 
-    tiny_sim = [
-        "cohort.n_studies=4",
-        "grid.voxel_mm=8.0",
-        "grid.size=32",
-        "grid.n_slices=20",
-        "acquisition.detector_size=40",
-        "acquisition.n_views=30",
-        "acquisition.orbit_radius_mm=140",
-        "recon.iterations=2",
-        "recon.subsets=5",
-        "phantom.supersample=1",
-    ]
     sets = [
-        "simulate.set=[" + ",".join(tiny_sim) + "]",
+        "simulate.set=[" + ",".join(tiny_sim_sets) + "]",
         "dataset.crop=24",
         "dataset.n_slices=3",
         "dataset.split=[2,1,1]",

@@ -94,24 +94,16 @@ class StudySource:
 
 
 def load_nifti(path: str | Path) -> tuple[np.ndarray, float]:
-    """A 3D NIfTI volume and its (isotropic) voxel size; clear errors naming the file."""
-    import nibabel as nib
+    """A 3D NIfTI volume (float32) and its isotropic voxel size; clear errors naming the file."""
+    from fastdat.io.nifti import read_volume
 
-    path = Path(path)
-    try:
-        img = nib.load(path)
-        data = np.asarray(img.dataobj, dtype=np.float32)
-    except Exception as err:  # nibabel raises many kinds for unreadable files
-        raise ValueError(f"{path}: not a readable NIfTI file ({err})") from err
-    data = np.squeeze(data)
-    if data.ndim != 3:
-        raise ValueError(f"{path}: expected a 3D volume, got shape {data.shape}")
-    zooms = np.asarray(img.header.get_zooms()[:3], dtype=np.float64)
+    data, affine = read_volume(path)
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(0))
     if not np.allclose(zooms, zooms[0], rtol=1e-3):
         raise ValueError(f"{path}: voxels must be isotropic, got {zooms} mm")
     if not np.isfinite(data).all():
         raise ValueError(f"{path}: contains NaN or infinite values")
-    return data, float(zooms[0])
+    return data.astype(np.float32), float(zooms[0])
 
 
 def sources_from_simulation(sim_dir: str | Path, kinds: tuple[str, ...]) -> list[StudySource]:

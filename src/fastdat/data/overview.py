@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,7 @@ def overview(ds_dir: str | Path, path: str | Path, max_rows: int = 4) -> Path:
     import matplotlib.pyplot as plt
 
     from fastdat.data.load import load_crops
+    from fastdat.plotting import save_figure, show_transaxial
 
     ds_dir = Path(ds_dir)
     crops, index = load_crops(ds_dir)
@@ -39,21 +39,10 @@ def overview(ds_dir: str | Path, path: str | Path, max_rows: int = 4) -> Path:
         for ax, kind in zip(ax_row, kinds, strict=True):
             img = crops[kind][i]
             top = (float(img.max()) or 1.0) if kind == "truth" else vmax
-            ax.imshow(img.T, origin="lower", cmap="magma", vmin=0, vmax=top)
-            ax.invert_xaxis()
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(
-                f"{row['study_id']} {kind} (grades {row['grade_left']}/{row['grade_right']})",
-                fontsize=7,
-            )
+            title = f"{row['study_id']} {kind} (grades {row['grade_left']}/{row['grade_right']})"
+            show_transaxial(ax, img, top, title)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path)
 
 
 def _kind_order(kind: str) -> tuple[int, float]:

@@ -55,6 +55,8 @@ def _grid(preds: dict[str, np.ndarray], truth, test_index) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from fastdat.plotting import show_transaxial
+
     worse = test_index[["grade_left", "grade_right"]].max(axis=1).to_numpy()
     middle = test_index["slice_rank"].to_numpy() == test_index["slice_rank"].max() // 2
     picks = []
@@ -71,13 +73,8 @@ def _grid(preds: dict[str, np.ndarray], truth, test_index) -> bytes:
         vmax = float(preds["25min"][i].max()) if "25min" in preds else None
         for ax, name in zip(row, cols, strict=True):
             img = truth[i] if name == "truth" else preds[name][i]
-            ax.imshow(img.T, origin="lower", cmap="magma", vmin=0, vmax=vmax)
-            ax.invert_xaxis()
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(
-                f"{name}" + (f" (grade {g})" if name == cols[0] and g >= 0 else ""), fontsize=7
-            )
+            title = name + (f" (grade {g})" if name == cols[0] and g >= 0 else "")
+            show_transaxial(ax, img, vmax, title)
     fig.tight_layout()
     data = _png(fig)
     plt.close(fig)

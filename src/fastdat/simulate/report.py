@@ -158,6 +158,8 @@ def montage(out_dir: str | Path, rows: list[dict[str, Any]], path: str | Path) -
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from fastdat.plotting import save_figure, show_transaxial
+
     out_dir = Path(out_dir)
     chosen = []
     for g in range(4):
@@ -180,19 +182,7 @@ def montage(out_dir: str | Path, rows: list[dict[str, Any]], path: str | Path) -
         ):
             img = crops(_load(out_dir / row[key]), [k], i0, j0, size)[0]
             top = img.max() if key == "truth" else vmax
-            # array axes are (x: left->right of the patient, y: posterior->anterior); show x flipped
-            ax.imshow(img.T, origin="lower", cmap="magma", vmin=0, vmax=top)
-            ax.invert_xaxis()
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.set_title(
-                f"{row['study_id']} grade L{row['grade_left']}/R{row['grade_right']}: {title}",
-                fontsize=8,
-            )
+            label = f"{row['study_id']} grade L{row['grade_left']}/R{row['grade_right']}: {title}"
+            show_transaxial(ax, img, top, label, fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=110)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    return save_figure(fig, path, dpi=110)

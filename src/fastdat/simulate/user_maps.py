@@ -18,20 +18,9 @@ from fastdat.simulate.phantom import Phantom
 
 
 def _load(path: str | Path, what: str):
-    import nibabel as nib
+    from fastdat.io.nifti import read_volume
 
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"{what} map {path}: file not found")
-    try:
-        img = nib.load(path)
-        data = np.asarray(img.dataobj, dtype=np.float64)
-    except Exception as err:  # nibabel raises many types for unreadable files
-        raise ValueError(f"{what} map {path}: not a readable NIfTI file ({err})") from err
-    data = np.squeeze(data)
-    if data.ndim != 3:
-        raise ValueError(f"{what} map {path}: expected a 3D volume, got shape {data.shape}")
-    return data, np.asarray(img.affine, dtype=np.float64)
+    return read_volume(path, f"{what} map")
 
 
 def load_user_maps(
