@@ -87,5 +87,7 @@ def run_study(
         )
     return stage(
         "evaluate",
-        lambda: evaluate(out / "dataset", runs, out / "eval", device, note=spec.get("note")),
+        lambda: evaluate(
+            out / "dataset", runs, out / "eval", device, note=spec.get("note"), timings=timings
+        ),
     )

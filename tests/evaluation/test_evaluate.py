@@ -75,6 +75,7 @@ def test_tiny_study_end_to_end_and_rerun(tmp_path, tiny_sim_sets):
     assert stats["psnr"]["friedman"]["k"] == 6 and len(stats["psnr"]["pairs"]) == 15
     html = (ev / "report.html").read_text()
     assert "data:image/png;base64" in html and "32.7" in html  # ours beside the paper's table
+    assert "Wall time per stage" in html and "train:unet2" in html
     timings = json.loads((tmp_path / "s" / "timings.json").read_text())
     assert {"simulate", "dataset", "train:unet1", "train:unet2", "evaluate"} <= set(timings)
     mtime = (tmp_path / "s" / "runs" / "unet1" / "best.safetensors").stat().st_mtime_ns

@@ -107,8 +107,12 @@ def evaluate(
     device: torch.device | str = "cpu",
     baselines: tuple[str, ...] = ("gaussian", "butterworth", "nlm"),
     note: str | None = None,
+    timings: dict[str, float] | None = None,
 ) -> Path:
-    """Evaluate on the test split; returns the path of ``report.html`` (``note`` shown on top)."""
+    """Evaluate on the test split; returns the path of ``report.html``.
+
+    ``note`` is shown on top of the report, ``timings`` (stage -> seconds) in a table.
+    """
     from fastdat.data import load_crops
     from fastdat.models import load_model
     from fastdat.models.checkpoint import read_sidecar
@@ -189,7 +193,7 @@ def evaluate(
 
     grid_preds = preds_truth if truth is not None else {**preds, LONG: y}
     return write_report(
-        out_dir, summary, stats_doc, tuned, grid_preds, truth, index.loc[test], note=note
+        out_dir, summary, stats_doc, tuned, grid_preds, truth, index.loc[test], note, timings
     )
 
 

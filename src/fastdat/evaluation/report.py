@@ -87,7 +87,9 @@ def _fmt(rec: dict[str, Any], key: str, digits: int) -> str:
     return f"{rec[key + '_mean']:.{digits}f} &plusmn; {rec[key + '_sd']:.{digits}f}"
 
 
-def write_report(out_dir, summary, stats_doc, tuned, preds, truth, test_index, note=None) -> Path:
+def write_report(
+    out_dir, summary, stats_doc, tuned, preds, truth, test_index, note=None, timings=None
+) -> Path:
     """Write ``boxplots.png``, ``grid.png`` and ``report.html`` into ``out_dir``."""
     import torch
 
@@ -153,6 +155,12 @@ def write_report(out_dir, summary, stats_doc, tuned, preds, truth, test_index, n
         f"{v['val_psnr']:.2f} dB)</li>"
         for k, v in tuned.items()
     )
+    timing_rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{v:.1f}</td></tr>" for k, v in (timings or {}).items()
+    )
+    timing_html = (
+        f"<h2>Wall time per stage (s)</h2><table>{timing_rows}</table>" if timing_rows else ""
+    )
     b64 = {k: base64.b64encode(v).decode() for k, v in (("box", box), ("grid", grid))}
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>FastDaT evaluation</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:
@@ -170,6 +178,7 @@ left}}</style></head><body>
 <h2>Distributions</h2><img src="data:image/png;base64,{b64["box"]}" style="max-width:100%">
 <h2>One test slice per grade</h2><img src="data:image/png;base64,{b64["grid"]}"
 style="max-width:100%">
+{timing_html}
 <p>Statistics: <code>stats.json</code>; per image: <code>metrics.csv</code>.</p>
 </body></html>"""
     _save(out_dir, "report.html", page.encode())
