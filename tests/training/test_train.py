@@ -17,6 +17,11 @@ CFG = TrainConfig(
 )
 
 
+def _train(*args: str) -> int:
+    """``fastdat train ARGS --device cpu``: the CLI's exit code."""
+    return main(["train", *args, "--device", "cpu"])
+
+
 @pytest.fixture(scope="module")
 def dataset(cohort, tmp_path_factory):
     out = tmp_path_factory.mktemp("ds") / "ds"
@@ -30,22 +35,17 @@ def dataset(cohort, tmp_path_factory):
 def test_end_to_end_cli(dataset, tmp_path):
     run = tmp_path / "run"
     assert (
-        main(
-            [
-                "train",
-                "--dataset",
-                str(dataset),
-                "--model",
-                "unet2",
-                "--out",
-                str(run),
-                "--set",
-                "max_epochs=2",
-                "--set",
-                "model_kwargs.features=8",
-                "--device",
-                "cpu",
-            ]
+        _train(
+            "--dataset",
+            str(dataset),
+            "--model",
+            "unet2",
+            "--out",
+            str(run),
+            "--set",
+            "max_epochs=2",
+            "--set",
+            "model_kwargs.features=8",
         )
         == 0
     )
@@ -63,7 +63,7 @@ def test_end_to_end_cli(dataset, tmp_path):
     model = load_model(run / "best")
     assert model(torch.rand(1, 1, 24, 24)).shape == (1, 1, 24, 24)
     # a second run into the same folder is refused without --resume
-    assert main(["train", "--dataset", str(dataset), "--out", str(run), "--device", "cpu"]) == 2
+    assert _train("--dataset", str(dataset), "--out", str(run)) == 2
 
 
 def test_resume_gives_the_same_weights(dataset, tmp_path, monkeypatch):
@@ -104,22 +104,17 @@ def test_nan_loss_stops_and_keeps_last_good(dataset, tmp_path, monkeypatch, caps
     monkeypatch.setattr(loop, "loss_fn", poisoned)
     run = tmp_path / "nan"
     assert (
-        main(
-            [
-                "train",
-                "--dataset",
-                str(dataset),
-                "--model",
-                "unet2",
-                "--out",
-                str(run),
-                "--set",
-                "model_kwargs.features=8",
-                "--set",
-                "batch_size=4",
-                "--device",
-                "cpu",
-            ]
+        _train(
+            "--dataset",
+            str(dataset),
+            "--model",
+            "unet2",
+            "--out",
+            str(run),
+            "--set",
+            "model_kwargs.features=8",
+            "--set",
+            "batch_size=4",
         )
         == 2
     )
@@ -131,60 +126,15 @@ def test_nan_loss_stops_and_keeps_last_good(dataset, tmp_path, monkeypatch, caps
 
 
 def test_bad_inputs(dataset, tmp_path, capsys):
-    assert (
-        main(
-            [
-                "train",
-                "--dataset",
-                str(dataset),
-                "--model",
-                "unet9",
-                "--out",
-                str(tmp_path / "a"),
-                "--device",
-                "cpu",
-            ]
-        )
-        == 2
-    )
+    assert _train("--dataset", str(dataset), "--model", "unet9", "--out", str(tmp_path / "a")) == 2
     assert "unknown model 'unet9'" in capsys.readouterr().err
-    assert (
-        main(["train", "--dataset", str(tmp_path), "--out", str(tmp_path / "b"), "--device", "cpu"])
-        == 2
-    )
+    assert _train("--dataset", str(tmp_path), "--out", str(tmp_path / "b")) == 2
     assert "not a FastDaT dataset" in capsys.readouterr().err
     assert (
-        main(
-            [
-                "train",
-                "--dataset",
-                str(dataset),
-                "--out",
-                str(tmp_path / "c"),
-                "--set",
-                "loss=huber",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 2
+        _train("--dataset", str(dataset), "--out", str(tmp_path / "c"), "--set", "loss=huber") == 2
     )
     assert "train.loss" in capsys.readouterr().err
-    assert (
-        main(
-            [
-                "train",
-                "--dataset",
-                str(dataset),
-                "--out",
-                str(tmp_path / "d"),
-                "--resume",
-                "--device",
-                "cpu",
-            ]
-        )
-        == 2
-    )
+    assert _train("--dataset", str(dataset), "--out", str(tmp_path / "d"), "--resume") == 2
     assert "nothing to resume" in capsys.readouterr().err
 
 
@@ -194,9 +144,7 @@ def test_dataset_without_validation_split(cohort, tmp_path, capsys):
     build_dataset(
         sources_from_simulation(cohort, cfg.durations), out, cfg, {"kind": "test"}, progress=False
     )
-    assert (
-        main(["train", "--dataset", str(out), "--out", str(tmp_path / "r"), "--device", "cpu"]) == 2
-    )
+    assert _train("--dataset", str(out), "--out", str(tmp_path / "r")) == 2
     assert "needs 'train' and 'val' splits" in capsys.readouterr().err
 
 

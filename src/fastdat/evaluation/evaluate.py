@@ -148,42 +148,20 @@ def evaluate(
     if truth is not None:
         k = y.sum(axis=(1, 2)) / np.maximum(truth.sum(axis=(1, 2)), 1e-12)
         truth = truth * k[:, None, None]
-        preds_truth = {**preds, LONG: y}
+    image_ids = index.loc[test, "crop_id"].astype(int).tolist()
     rows: list[dict[str, Any]] = []
     table_psnr, table_ssim = {}, {}
-    for name, pred in preds.items():
-        p, s = _scores(pred, y)
-        table_psnr[name], table_ssim[name] = p, s
-        pt = st = [None] * len(test)
+    # the 25-min images are scored against the truth only
+    for name, pred in {**preds, LONG: y}.items():
+        p = s = pt = st = None
+        if name != LONG:
+            p, s = _scores(pred, y)
+            table_psnr[name], table_ssim[name] = p, s
         if truth is not None:
             pt, st = _scores(pred, truth)
-        for i, cid in enumerate(test):
-            rows.append(
-                {
-                    "method": name,
-                    "image_id": int(index.loc[cid, "crop_id"]),
-                    "psnr": float(p[i]),
-                    "ssim": float(s[i]),
-                    **(
-                        {"psnr_truth": float(pt[i]), "ssim_truth": float(st[i])}
-                        if truth is not None
-                        else {}
-                    ),
-                }
-            )
-    if truth is not None:
-        pt, st = _scores(y, truth)
-        for i, cid in enumerate(test):
-            rows.append(
-                {
-                    "method": LONG,
-                    "image_id": int(index.loc[cid, "crop_id"]),
-                    "psnr": None,
-                    "ssim": None,
-                    "psnr_truth": float(pt[i]),
-                    "ssim_truth": float(st[i]),
-                }
-            )
+        elif name == LONG:
+            continue
+        rows += _rows(name, image_ids, p, s, pt, st)
     _write_csv(out_dir / "metrics.csv", rows)
     summary = _summary(rows)
     _write_csv(out_dir / "summary.csv", summary)
@@ -191,10 +169,33 @@ def evaluate(
     _write_json(out_dir / "stats.json", stats_doc)
     from fastdat.evaluation.report import write_report
 
-    grid_preds = preds_truth if truth is not None else {**preds, LONG: y}
     return write_report(
-        out_dir, summary, stats_doc, tuned, grid_preds, truth, index.loc[test], note, timings
+        out_dir,
+        summary,
+        stats_doc,
+        tuned,
+        {**preds, LONG: y},
+        {n: (table_psnr[n], table_ssim[n]) for n in table_psnr},
+        truth,
+        index.loc[test],
+        note,
+        timings,
     )
+
+
+def _rows(method, image_ids, p, s, pt, st) -> list[dict[str, Any]]:
+    """metrics.csv rows of one method (``None`` arrays leave their columns empty / absent)."""
+
+    def val(a, i):
+        return None if a is None else float(a[i])
+
+    out = []
+    for i, image_id in enumerate(image_ids):
+        row = {"method": method, "image_id": image_id, "psnr": val(p, i), "ssim": val(s, i)}
+        if pt is not None:
+            row.update(psnr_truth=val(pt, i), ssim_truth=val(st, i))
+        out.append(row)
+    return out
 
 
 def _summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -88,23 +88,11 @@ def _fmt(rec: dict[str, Any], key: str, digits: int) -> str:
 
 
 def write_report(
-    out_dir, summary, stats_doc, tuned, preds, truth, test_index, note=None, timings=None
+    out_dir, summary, stats_doc, tuned, preds, scores, truth, test_index, note=None, timings=None
 ) -> Path:
     """Write ``boxplots.png``, ``grid.png`` and ``report.html`` into ``out_dir``."""
-    import torch
-
-    from fastdat.evaluation.metrics import psnr, ssim
 
     out_dir = Path(out_dir)
-    ref = torch.from_numpy(preds["25min"]).double()
-    scores = {
-        n: (
-            psnr(torch.from_numpy(p).double(), ref).numpy(),
-            ssim(torch.from_numpy(p).double(), ref).numpy(),
-        )
-        for n, p in preds.items()
-        if n != "25min"
-    }
     box = _boxplots(summary, scores)
     grid = _grid(preds, truth, test_index)
     _save(out_dir, "boxplots.png", box)
