@@ -64,10 +64,7 @@ def stages(cfg, device) -> dict[str, float]:
 
     times["background + counts (all durations)"], y = timed(counts, device)
     times["OSEM subset setup"], subsets = timed(
-        lambda: [
-            SPECTProjector(n, nz, g.voxel_mm, a.n_views, mu_map=mu, view_indices=v, **kw)
-            for v in subset_views(a.n_views, r.subsets)
-        ],
+        lambda: [proj.subset(v) for v in subset_views(a.n_views, r.subsets)],
         device,
     )
     cfg_osem = OSEMConfig(r.iterations, r.subsets)

@@ -56,3 +56,15 @@ def test_osem_bad_config():
         OSEMConfig(iterations=0)
     with pytest.raises(ValueError, match="subsets"):
         subset_views(10, 11)
+
+
+def test_subset_of_full_projector_equals_a_subset_projector():
+    x, full, subs = _setup()
+    g = torch.Generator().manual_seed(3)
+    for built, v in zip(subs, subset_views(24, 4), strict=True):
+        sliced = full.subset(v)
+        torch.testing.assert_close(sliced.A(x), built.A(x), rtol=0, atol=0)
+        y = torch.rand(len(v), *built.A(x).shape[1:], generator=g, dtype=torch.float64)
+        torch.testing.assert_close(sliced.A_adjoint(y), built.A_adjoint(y), rtol=0, atol=0)
+    with pytest.raises(ValueError, match="all views"):
+        subs[0].subset([0])

@@ -250,10 +250,7 @@ def simulate_acquisition(
         poisson_counts(expected, generator), [60.0 * d for d in cfg.durations_min], generator
     )
     projections = {d: counts[60.0 * d] for d in cfg.durations_min}
-    subsets = [
-        SPECTProjector(n, nz, voxel_mm, cfg.n_views, mu_map=mu, view_indices=v, **kw)
-        for v in subset_views(cfg.n_views, recon.subsets)
-    ]
+    subsets = [proj.subset(v) for v in subset_views(cfg.n_views, recon.subsets)]
     images = {}
     for d, y in projections.items():
         bg = None

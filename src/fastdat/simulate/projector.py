@@ -27,6 +27,7 @@ equals ours at ``theta = beta - 180`` degrees with the lateral axis reversed.
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 import warnings
@@ -163,6 +164,7 @@ class SPECTProjector:
         self.n, self.nz, self.pixel_mm, self.n_views = n, n_slices, pixel_mm, angles.numel()
         self.dtype, self.device = dtype, torch.device(device)
         self.angles_rad = angles
+        self._geometry = (n_views, float(arc_deg), views)
         self._steps = self._psf_steps(collimator, intrinsic_fwhm_mm, orbit_radius_mm)
         self._att = None
         if mu_map is not None:
@@ -173,6 +175,26 @@ class SPECTProjector:
             mu_rot = self._rotate(mu_map.to(self.device, dtype))  # (V, t, s, Z)
             path = torch.flip(torch.cumsum(torch.flip(mu_rot, [1]), 1), [1]) - 0.5 * mu_rot
             self._att = torch.exp(-path * (pixel_mm / 10.0))
+
+    def subset(self, view_indices: list[int]) -> SPECTProjector:
+        """The projector of some of this projector's views (an OSEM subset).
+
+        Shares the collimator model and slices the attenuation factors already computed, so a
+        subset costs no second pass over the mu map. Only for a projector of all views.
+        """
+        n_views, arc_deg, views = self._geometry
+        if views is not None:
+            raise ValueError("subset() needs a projector of all views")
+        idx = tuple(int(v) for v in view_indices)
+        sub = copy.copy(self)
+        sub.angles_rad, sub._rot, sub._rot_t = _rotation_operators(
+            self.n, n_views, arc_deg, idx, self.dtype, self.device
+        )
+        sub.n_views = len(idx)
+        sub._geometry = (n_views, arc_deg, idx)
+        if self._att is not None:
+            sub._att = self._att[torch.as_tensor(idx, device=self.device)]
+        return sub
 
     def _psf_steps(self, collimator: str | None, intrinsic: float, radius: float) -> list:
         """Per-plane variance increments (px^2) of the incremental blur, far to near."""
