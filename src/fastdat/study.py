@@ -1,7 +1,8 @@
-"""The whole study in one call: simulate -> dataset -> train every model -> evaluate -> report.
+"""The whole study in one call: simulate -> dataset -> train every model -> evaluate -> quantify.
 
 ``DIR`` holds ``sim/`` (the cohort), ``dataset/``, ``runs/<model>/``, ``eval/`` (with
-``report.html``) and ``timings.json``. Every stage is skipped when its output is complete and
+``report.html``; ``eval/quant/`` holds the SBR and grading analysis, a section of the report) and
+``timings.json``. Every stage is skipped when its output is complete and
 resumed when it was interrupted, so rerunning the same command after a kill continues the study.
 """
 
@@ -37,6 +38,7 @@ def run_study(
     """
     from fastdat.data.dataset import DatasetConfig, build_dataset, sources_from_simulation
     from fastdat.evaluation.evaluate import evaluate
+    from fastdat.evaluation.quant_study import quantify_study
     from fastdat.simulate.cohort import resolve_config, simulate_cohort
     from fastdat.training.config import TrainConfig
     from fastdat.training.loop import is_finished, train
@@ -85,9 +87,14 @@ def run_study(
             f"train:{model}",
             lambda c=cfg, r=run, res=resume: train(out / "dataset", r, c, device, resume=res),
         )
-    return stage(
+    report = stage(
         "evaluate",
         lambda: evaluate(
             out / "dataset", runs, out / "eval", device, note=spec.get("note"), timings=timings
         ),
     )
+    stage(
+        "quantify",
+        lambda: quantify_study(out / "sim", out / "dataset", out / "eval", runs, device=device),
+    )
+    return report

@@ -74,10 +74,18 @@ def test_tiny_study_end_to_end_and_rerun(tmp_path, tiny_sim_sets):
     stats = json.loads((ev / "stats.json").read_text())
     assert stats["psnr"]["friedman"]["k"] == 6 and len(stats["psnr"]["pairs"]) == 15
     html = (ev / "report.html").read_text()
+    assert (ev / "quant" / "grading.json").exists()
     assert "data:image/png;base64" in html and "32.7" in html  # ours beside the paper's table
     assert "Wall time per stage" in html and "train:unet2" in html
     timings = json.loads((tmp_path / "s" / "timings.json").read_text())
-    assert {"simulate", "dataset", "train:unet1", "train:unet2", "evaluate"} <= set(timings)
+    assert {"simulate", "dataset", "train:unet1", "train:unet2", "evaluate", "quantify"} <= set(
+        timings
+    )
+    with open(ev / "quant" / "sbr.csv") as f:
+        sbr = list(csv.DictReader(f))
+    test_methods = {r["method"] for r in sbr if r["split"] == "test"}
+    assert test_methods == {"truth", *methods}
+    assert html.count("<!-- section:quantification -->") == 1 and "Putamen SBR" in html
     mtime = (tmp_path / "s" / "runs" / "unet1" / "best.safetensors").stat().st_mtime_ns
     assert main(args) == 0  # everything complete: nothing retrained
     assert (tmp_path / "s" / "runs" / "unet1" / "best.safetensors").stat().st_mtime_ns == mtime

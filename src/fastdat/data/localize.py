@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from fastdat.simulate.phantom import PhantomConfig, Subject, make_phantom
+from fastdat.simulate.phantom import Phantom, PhantomConfig, Subject, make_phantom
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
@@ -55,6 +55,30 @@ class StriatalLocation:
     score: float
 
 
+TEMPLATE_SBR = 6.0
+"""Specific binding ratio of every striatal region of the template subject."""
+
+
+def template_subject(yaw_deg: float = 0.0) -> Subject:
+    """The template subject: FastDaT's mean anatomy, no disease, rotated by ``yaw_deg``."""
+    sbr = {
+        f"{r}_{s}": TEMPLATE_SBR
+        for r in ("caudate", "putamen_anterior", "putamen_posterior")
+        for s in ("left", "right")
+    }
+    return Subject(65.0, "M", 0, 0, sbr, angles_deg=(float(yaw_deg), 0.0, 0.0))
+
+
+TEMPLATE_PHANTOM = PhantomConfig(texture_sd=0.0, supersample=1)
+"""Phantom settings of the template (no texture, labels and uptake sampled at voxel centres)."""
+
+
+@functools.lru_cache(maxsize=32)
+def template_phantom(shape: tuple[int, int, int], voxel_mm: float, yaw_deg: float) -> Phantom:
+    """The template subject voxelized on a grid centred on the brain (cached per grid and yaw)."""
+    return make_phantom(template_subject(yaw_deg), shape, voxel_mm, TEMPLATE_PHANTOM)
+
+
 @functools.lru_cache(maxsize=32)
 def _template_fit(
     shape: tuple[int, int, int], voxel_mm: float, fwhm_mm: float, max_shift: int, yaw_deg: float
@@ -67,14 +91,7 @@ def _template_fit(
     """
     from scipy import fft
 
-    cfg = PhantomConfig(texture_sd=0.0, supersample=1)
-    sbr = {
-        f"{r}_{s}": 6.0
-        for r in ("caudate", "putamen_anterior", "putamen_posterior")
-        for s in ("left", "right")
-    }
-    subject = Subject(65.0, "M", 0, 0, sbr, angles_deg=(yaw_deg, 0.0, 0.0))
-    ph = make_phantom(subject, shape, voxel_mm, cfg)
+    ph = template_phantom(shape, voxel_mm, yaw_deg)
     # per side: caudate (1 / 2), putamen (3 + 5 / 4 + 6); then the rest of the head
     parts = [np.isin(ph.labels, ids).astype(np.float64) for ids in ((1,), (2,), (3, 5), (4, 6))]
     striatum = np.sum(parts, axis=0)

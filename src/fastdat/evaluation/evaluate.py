@@ -2,10 +2,11 @@
 
 ``EVAL`` receives ``metrics.csv`` (one row per method and test image: ``method, image_id, psnr,
 ssim`` against the 25-min crop, plus ``psnr_truth, ssim_truth`` when the truth is known),
-``summary.csv`` (mean and SD per method), ``stats.json`` (Friedman over methods; Dunn's post-hoc
-with Holm correction, all pairs, as in the paper; and the paired Wilcoxon signed-rank test with
-Holm correction, since every method is scored on the same images), ``baselines.json`` (the filters
-tuned on the validation split), box plots, an image grid per grade and ``report.html``.
+``summary.csv`` (mean and SD per method), ``config.yaml`` (dataset and runs evaluated,
+provenance), ``stats.json`` (Friedman over methods; Dunn's post-hoc with Holm correction, all
+pairs, as in the paper; and the paired Wilcoxon signed-rank test with Holm correction, since every
+method is scored on the same images), ``baselines.json`` (the filters tuned on the validation
+split), box plots, an image grid per grade and ``report.html``.
 
 Against the truth, the truth crop is first put on the images' scale (counts / s) by the factor that
 matches its total to the 25-min crop's; the same factor serves every method of that image.
@@ -25,6 +26,8 @@ import torch
 
 from fastdat.evaluation import baselines as bl
 from fastdat.evaluation.metrics import psnr, ssim
+from fastdat.evaluation.stats import dunn, friedman, wilcoxon_holm
+from fastdat.evaluation.stats import holm as holm  # re-exported: moved to stats
 
 log = logging.getLogger(__name__)
 
@@ -51,51 +54,25 @@ def _scores(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return psnr(p, r).numpy(), ssim(p, r).numpy()
 
 
-def holm(pvalues: list[float]) -> list[float]:
-    """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1)."""
-    p = np.asarray(pvalues, dtype=np.float64)
-    order = np.argsort(p)
-    m = len(p)
-    adj = np.empty(m)
-    running = 0.0
-    for rank, i in enumerate(order):
-        running = max(running, (m - rank) * p[i])
-        adj[i] = min(1.0, running)
-    return adj.tolist()
-
-
 def statistics(table: dict[str, np.ndarray]) -> dict[str, Any]:
     """Friedman over methods (blocks = images), Dunn-Holm and paired Wilcoxon-Holm, all pairs."""
-    import pandas as pd
-    import scikit_posthocs as sp
-    from scipy import stats
-
     names = list(table)
-    chi2, p = stats.friedmanchisquare(*[table[n] for n in names])
-    long = pd.DataFrame([{"method": n, "value": float(v)} for n in names for v in table[n]])
-    dunn = sp.posthoc_dunn(long, val_col="value", group_col="method", p_adjust="holm")
-    pairs = [(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
-    raw_w = []
-    for a, b in pairs:
-        d = table[a] - table[b]
-        raw_w.append(1.0 if np.allclose(d, 0) else float(stats.wilcoxon(table[a], table[b]).pvalue))
-    adj_w = holm(raw_w)
+    wide = np.column_stack([np.asarray(table[n], dtype=np.float64) for n in names])
+    fr = friedman(wide)
+    dunn_p = dunn(wide, p_adjust="holm")
+    wilcoxon_p = wilcoxon_holm(wide)
+    pairs = [(i, j) for i in range(len(names)) for j in range(i + 1, len(names))]
     return {
-        "friedman": {
-            "chi2": float(chi2),
-            "p": float(p),
-            "k": len(names),
-            "n": len(table[names[0]]),
-        },
+        "friedman": {"chi2": fr.statistic, "p": fr.p, "k": fr.k, "n": fr.n},
         "pairs": [
             {
-                "a": a,
-                "b": b,
-                "mean_difference": float(np.mean(table[a] - table[b])),
-                "dunn_holm_p": float(dunn.loc[a, b]),
-                "wilcoxon_holm_p": adj_w[k],
+                "a": names[i],
+                "b": names[j],
+                "mean_difference": float(np.mean(table[names[i]] - table[names[j]])),
+                "dunn_holm_p": float(dunn_p[i, j]),
+                "wilcoxon_holm_p": float(wilcoxon_p[i, j]),
             }
-            for k, (a, b) in enumerate(pairs)
+            for i, j in pairs
         ],
     }
 
@@ -127,6 +104,7 @@ def evaluate(
     if len(test) == 0 or len(val) == 0:
         raise ValueError(f"{dataset}: evaluation needs 'val' (to tune filters) and 'test' splits")
     out_dir.mkdir(parents=True, exist_ok=True)
+    _write_config(out_dir, dataset, runs, baselines, device)
     x_val, y_val = crops[RAW][val].astype(np.float64), crops[LONG][val].astype(np.float64)
     tuned = {name: bl.tune(name, x_val, y_val) for name in baselines}
     _write_json(out_dir / "baselines.json", tuned)
@@ -181,6 +159,23 @@ def evaluate(
         note,
         timings,
     )
+
+
+def _write_config(out_dir: Path, dataset: Path, runs, baselines, device) -> None:
+    """``EVAL/config.yaml``: what was evaluated (absolute paths) and who evaluated it."""
+    import yaml
+
+    from fastdat.config import provenance
+
+    doc = {
+        "dataset": str(Path(dataset).resolve()),
+        "runs": [str(Path(r).resolve()) for r in runs],
+        "baselines": list(baselines),
+        "provenance": provenance(device=str(device)),
+    }
+    tmp = out_dir / ".config.yaml.tmp"
+    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
+    os.replace(tmp, out_dir / "config.yaml")
 
 
 def _rows(method, image_ids, p, s, pt, st) -> list[dict[str, Any]]:

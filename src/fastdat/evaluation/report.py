@@ -171,3 +171,22 @@ style="max-width:100%">
 </body></html>"""
     _save(out_dir, "report.html", page.encode())
     return out_dir / "report.html"
+
+
+def add_section(report: str | Path, name: str, body: str) -> Path:
+    """Put ``body`` into ``report`` as the section ``name``, before the closing tag.
+
+    The section sits between ``<!-- section:NAME -->`` and ``<!-- /section:NAME -->`` markers, so
+    adding it again replaces it (a rerun of a stage never duplicates its section).
+    """
+    report = Path(report)
+    page = report.read_text()
+    start, end = f"<!-- section:{name} -->", f"<!-- /section:{name} -->"
+    if start in page and end in page:
+        page = page[: page.index(start)] + page[page.index(end) + len(end) :]
+    if "</body>" not in page:
+        raise ValueError(f"{report}: no </body> to insert the {name!r} section before")
+    i = page.rindex("</body>")
+    page = f"{page[:i]}{start}\n{body}\n{end}\n{page[i:]}"
+    _save(report.parent, report.name, page.encode())
+    return report

@@ -18,8 +18,10 @@ import numpy as np
 import torch
 
 from fastdat.evaluation.metrics import psnr, ssim
+from fastdat.evaluation.sbr import label_sbr
 
 STRIATAL_LABELS = (1, 2, 3, 4, 5, 6)
+SBR_KEYS = tuple(f"{r}_{s}" for s in ("left", "right") for r in ("caudate", "putamen", "striatum"))
 
 
 def striatal_crop(
@@ -52,25 +54,6 @@ def crops(volume: np.ndarray, slices: list[int], i0: int, j0: int, size: int = 6
     return np.moveaxis(volume[i0 : i0 + size, j0 : j0 + size, slices], -1, 0)
 
 
-def region_sbr(image: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """SBR per hemisphere of caudate, putamen (anterior + posterior) and striatum.
-
-    ``SBR = mean(VOI) / mean(occipital) - 1`` with the label VOIs
-    (:data:`fastdat.simulate.phantom.LABELS`).
-    """
-    ref = image[labels == 7].mean()
-    out = {}
-    for side, off in (("left", 0), ("right", 1)):
-        for name, ids in (
-            ("caudate", (1,)),
-            ("putamen", (3, 5)),
-            ("striatum", (1, 3, 5)),
-        ):
-            mask = np.isin(labels, [i + off for i in ids])
-            out[f"{name}_{side}"] = float(image[mask].mean() / ref - 1)
-    return out
-
-
 def _load(path: Path) -> np.ndarray:
     import nibabel as nib
 
@@ -97,7 +80,8 @@ def realism_report(out_dir: str | Path, rows: list[dict[str, Any]]) -> dict[str,
             "psnr_5_vs_25": float(psnr(a, b).mean()),
             "ssim_5_vs_25": float(ssim(a, b).mean()),
         }
-        rec.update({f"sbr25_{k}": v for k, v in region_sbr(r25, labels).items()})
+        sbr = label_sbr(r25, labels)
+        rec.update({f"sbr25_{k}": sbr[k] for k in SBR_KEYS})
         per_study.append(rec)
     tmp = out_dir / ".realism.csv.tmp"
     with open(tmp, "w", newline="") as f:

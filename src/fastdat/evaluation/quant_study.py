@@ -1,0 +1,315 @@
+"""Quantification in the study: do restored 5-min images keep the SBRs and grades clinicians use?
+
+For every study of a simulated cohort, the quantification volume is the dataset's in-plane crop
+(``crop x crop`` around the striata, as the models were trained) over *all* axial slices, so
+that the Southampton VOI holds the whole striatum and the occipital reference is in view. On the
+test subjects every method restores that volume slice by slice (raw 5-min, the tuned filters,
+each model, and the 25-min image); :func:`fastdat.evaluation.sbr.quantify_volume` then places its
+VOIs on each image independently, as it would on a clinic's scan. The truth is the simulated
+activity with the subject's own labels (:func:`fastdat.evaluation.sbr.truth_sbr`).
+
+The normal database (grade-0 striata) and the grading thresholds come from the 25-min images of
+the training and validation subjects, a clinic's standard protocol; they are then applied
+unchanged to every method on the test subjects.
+
+``OUT`` receives ``sbr.csv`` (one row per test study, side and method, plus the non-test 25-min
+rows), ``normals.json``, ``grading.json`` (thresholds and weighted kappas per method),
+``agreement.csv`` (Bland-Altman and ICC per method, reference, measure and grade), figures and
+``section.html`` (the report section).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from fastdat.evaluation.evaluate import _write_csv, _write_json
+from fastdat.evaluation.grading import GradingRule, NormalDatabase, build_normals, calibrate
+from fastdat.evaluation.sbr import SIDES, NoStriatumError, QuantConfig, quantify_volume, truth_sbr
+
+log = logging.getLogger(__name__)
+
+RAW, LONG, TRUTH = "5min", "25min", "truth"
+MEASURES = {  # name -> (sbr.csv column, what it is)
+    "putamen": ("putamen", "putamen SBR, template VOI"),
+    "caudate": ("caudate", "caudate SBR, template VOI"),
+    "striatum": ("striatum", "striatum SBR, template VOI"),
+    "southampton": ("southampton", "striatum SBR, Southampton"),
+}
+VALUE_KEYS = (
+    "caudate",
+    "putamen",
+    "putamen_anterior",
+    "putamen_posterior",
+    "striatum",
+    "southampton",
+    "putamen_caudate",
+)
+
+
+def _slab(volume: np.ndarray, i0: int, j0: int, size: int) -> np.ndarray:
+    return np.ascontiguousarray(volume[i0 : i0 + size, j0 : j0 + size, :], dtype=np.float64)
+
+
+def _restore(method: str, slab: np.ndarray, tuned: dict, models: dict, device) -> np.ndarray:
+    """The slab ``(X, Y, Z)`` restored slice by slice by a filter or a model."""
+    from fastdat.evaluation import baselines as bl
+    from fastdat.evaluation.evaluate import predict
+
+    slices = np.moveaxis(slab, -1, 0)  # (Z, X, Y), as the crops are stored
+    if method in tuned:
+        out = bl.apply(method, slices, tuned[method]["params"])
+    else:
+        out = predict(models[method], slices.astype(np.float32), device).astype(np.float64)
+    return np.moveaxis(out, 0, -1)
+
+
+def _rows(study, split, grades, method, values) -> list[dict[str, Any]]:
+    out = []
+    for side in SIDES:
+        rec = {
+            "study_id": study,
+            "split": split,
+            "side": side,
+            "grade": grades[side],
+            "method": method,
+        }
+        for key in VALUE_KEYS:
+            rec[key] = values.get(f"{key}_{side}", float("nan"))
+        out.append(rec)
+    return out
+
+
+def quantify_study(
+    sim_dir: str | Path,
+    dataset: str | Path,
+    eval_dir: str | Path,
+    runs: list[str | Path],
+    out_dir: str | Path | None = None,
+    device: torch.device | str = "cpu",
+    cfg: QuantConfig | None = None,
+) -> Path:
+    """Quantify every method of an evaluated study; returns ``OUT/section.html``.
+
+    Args:
+        sim_dir: The simulated cohort (truth and labels).
+        dataset: The dataset built from it (splits and crop corners).
+        eval_dir: The evaluation (``baselines.json``: tuned filters, ``summary.csv``).
+        runs: Trained model runs, as given to ``evaluate``.
+        out_dir: Output folder; ``EVAL/quant`` by default.
+        device: Torch device for the models.
+        cfg: VOI settings; the Southampton ``V_s`` defaults to the template's striatal volume.
+    """
+    import pandas as pd
+
+    from fastdat.data.dataset import sources_from_simulation
+    from fastdat.data.localize import template_phantom
+    from fastdat.models import load_model
+    from fastdat.models.checkpoint import read_sidecar
+
+    dataset, eval_dir = Path(dataset), Path(eval_dir)
+    out = Path(out_dir) if out_dir else eval_dir / "quant"
+    out.mkdir(parents=True, exist_ok=True)
+    studies = pd.read_csv(dataset / "studies.csv", dtype={"study_id": str})
+    studies = studies[studies["status"] == "ok"].set_index("study_id")
+    split_of = (
+        pd.read_csv(dataset / "index.csv", dtype={"study_id": str})
+        .groupby("study_id")["split"]
+        .first()
+    )
+    tuned = json.loads((eval_dir / "baselines.json").read_text())
+    size = _dataset_crop(dataset)
+    models = {}
+    for run in runs:
+        name = read_sidecar(Path(run) / "best")["model"]["name"]
+        models[name if name not in models else f"{name}:{Path(run).name}"] = load_model(
+            Path(run) / "best", device=device
+        )
+    sources = [
+        s for s in sources_from_simulation(sim_dir, (RAW, LONG)) if s.study_id in studies.index
+    ]
+    if not sources:
+        raise ValueError(f"{dataset}: none of its studies is in the cohort {sim_dir}")
+    if cfg is None:
+        vox = float(studies["voxel_mm"].iloc[0])
+        shape = tuple(int(v) for v in str(studies["shape"].iloc[0]).split("x"))
+        tpl = template_phantom(shape, vox, 0.0).labels
+        cfg = QuantConfig(striatal_volume_ml=float(np.isin(tpl, (1, 3, 5)).sum()) * vox**3 / 1e3)
+    methods = [RAW, *tuned, *models, LONG]
+    rows: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    for src in tqdm(sources, desc="quantify", unit="study"):
+        st = studies.loc[src.study_id]
+        split = split_of.get(src.study_id, "")
+        grades = {"left": src.grade_left, "right": src.grade_right}
+        i0, j0 = int(st["corner_i"]), int(st["corner_j"])
+        vols = {k: src.loaders[k]() for k in (RAW, LONG)}
+        vox = float(vols[LONG][1])
+        todo = methods if split == "test" else [LONG]
+        if split == "test":
+            truth, _ = src.loaders[TRUTH]()
+            labels, _ = src.labels()
+            rows += _rows(src.study_id, split, grades, TRUTH, _truth_values(truth, labels))
+        for method in todo:
+            base = RAW if method not in (LONG,) else LONG
+            slab = _slab(vols[base][0], i0, j0, size)
+            if method not in (RAW, LONG):
+                slab = _restore(method, slab, tuned, models, device)
+            try:
+                values, _ = quantify_volume(slab, vox, cfg)
+            except NoStriatumError as err:
+                failures.append({"study_id": src.study_id, "method": method, "reason": str(err)})
+                values = {}
+            rows += _rows(src.study_id, split, grades, method, values)
+    _write_csv(out / "sbr.csv", rows)
+    if failures:
+        _write_csv(out / "failures.csv", failures)
+    table = pd.DataFrame(rows)
+    try:
+        normals, rule, calib_kappa = _normals_and_rule(table)
+    except ValueError as err:  # too few normal striata outside the test split (tiny cohorts)
+        log.warning("no automated grading: %s", err)
+        normals, grading = None, {"skipped": str(err), "methods": {}}
+    else:
+        _write_json(out / "normals.json", {**normals.to_dict(), "rule": rule.__dict__})
+        table = _add_grades(table, normals, rule)
+        _write_csv(out / "sbr.csv", table.to_dict("records"))
+        grading = _grading(table, methods, rule, calib_kappa)
+    _write_json(out / "grading.json", grading)
+    agreement = _agreement(table, methods)
+    _write_csv(out / "agreement.csv", agreement)
+    from fastdat.evaluation.quant_report import write_section
+
+    summary = pd.read_csv(eval_dir / "summary.csv")
+    section = write_section(out, table, agreement, grading, normals, cfg, summary, failures)
+    from fastdat.evaluation.report import add_section
+
+    if (eval_dir / "report.html").exists():
+        add_section(eval_dir / "report.html", "quantification", section.read_text())
+    return section
+
+
+def _dataset_crop(dataset: Path) -> int:
+    import yaml
+
+    doc = yaml.safe_load((dataset / "config.yaml").read_text())
+    return int(doc.get("dataset", doc).get("crop", 64))
+
+
+def _truth_values(truth: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+    values = truth_sbr(truth, labels)
+    for side in SIDES:
+        values[f"southampton_{side}"] = values[f"striatum_{side}"]
+        values[f"putamen_caudate_{side}"] = values[f"putamen_{side}"] / values[f"caudate_{side}"]
+    return values
+
+
+def _normals_and_rule(table) -> tuple[NormalDatabase, GradingRule, float]:
+    """Normal database and grading thresholds from the non-test 25-min images."""
+    train = table[(table["split"] != "test") & (table["method"] == LONG)].dropna(
+        subset=["putamen", "caudate"]
+    )
+    normal = train[train["grade"] == 0]
+    normals = build_normals(
+        normal[["caudate", "putamen"]].to_dict("records"),
+        source=f"25-min template-VOI SBR of {len(normal)} grade-0 striata (train + val)",
+    )
+    zp = (train["putamen"].to_numpy() - normals.mean["putamen"]) / normals.sd["putamen"]
+    zc = (train["caudate"].to_numpy() - normals.mean["caudate"]) / normals.sd["caudate"]
+    rule, kappa = calibrate(zp, zc, train["grade"].to_numpy(int))
+    return normals, rule, kappa
+
+
+def _add_grades(table, normals: NormalDatabase, rule: GradingRule):
+    table = table.copy()
+    for r in ("putamen", "caudate"):
+        table[f"z_{r}"] = (table[r] - normals.mean[r]) / normals.sd[r]
+    ok = table[["z_putamen", "z_caudate"]].notna().all(axis=1)
+    table["auto_grade"] = np.nan
+    table.loc[ok, "auto_grade"] = rule.grade(table.loc[ok, "z_putamen"], table.loc[ok, "z_caudate"])
+    table.loc[table["method"] == TRUTH, "auto_grade"] = np.nan
+    return table
+
+
+def _grading(table, methods, rule: GradingRule, calib_kappa: float) -> dict[str, Any]:
+    from fastdat.evaluation.stats import weighted_kappa
+
+    test = table[table["split"] == "test"]
+    ref25 = test[test["method"] == LONG].set_index(["study_id", "side"])["auto_grade"]
+    out: dict[str, Any] = {
+        "rule": rule.__dict__,
+        "calibration_quadratic_kappa": calib_kappa,
+        "methods": {},
+    }
+    for m in methods:
+        sel = test[(test["method"] == m)].dropna(subset=["auto_grade"])
+        sel = sel.join(ref25.rename("grade_25min"), on=["study_id", "side"])
+        rec: dict[str, Any] = {"n": int(len(sel))}
+        pred = sel["auto_grade"].to_numpy(int)
+        refs = {"truth": sel["grade"].to_numpy(int)}
+        if m != LONG:
+            ok = sel["grade_25min"].notna().to_numpy()
+            refs["25min"] = sel["grade_25min"].to_numpy()
+        for ref_name, ref in refs.items():
+            p_, r_ = (pred, ref) if ref_name == "truth" else (pred[ok], ref[ok].astype(int))
+            for w in ("linear", "quadratic"):
+                try:
+                    k = weighted_kappa(r_, p_, w, categories=[0, 1, 2, 3])
+                except ValueError as err:  # no pairs, or one category everywhere
+                    rec[f"kappa_{w}_vs_{ref_name}_error"] = str(err)
+                    continue
+                rec[f"kappa_{w}_vs_{ref_name}"] = k.kappa
+                rec[f"kappa_{w}_vs_{ref_name}_ci"] = [k.ci_low, k.ci_high]
+            if len(r_):
+                rec[f"exact_agreement_vs_{ref_name}"] = float(np.mean(r_ == p_))
+        out["methods"][m] = rec
+    return out
+
+
+def _agreement(table, methods) -> list[dict[str, Any]]:
+    """Bland-Altman and ICC(A,1) of each method against 25-min and truth, per measure and grade."""
+    from fastdat.evaluation.stats import bland_altman, icc
+
+    test = table[table["split"] == "test"].set_index(["study_id", "side"])
+    rows = []
+    for ref_name in (LONG, TRUTH):
+        ref = test[test["method"] == ref_name]
+        for m in methods:
+            if m == ref_name:
+                continue
+            cur = test[test["method"] == m]
+            for measure, (col, _) in MEASURES.items():
+                joined = cur[[col, "grade"]].join(ref[[col]].add_suffix("_ref")).dropna()
+                for grade in ("all", 0, 1, 2, 3):
+                    sel = joined if grade == "all" else joined[joined["grade"] == grade]
+                    if len(sel) < 3:
+                        continue
+                    a, b = sel[col].to_numpy(float), sel[f"{col}_ref"].to_numpy(float)
+                    ba = bland_altman(a, b)
+                    rec = {
+                        "method": m,
+                        "reference": ref_name,
+                        "measure": measure,
+                        "grade": grade,
+                        "n": len(sel),
+                        "mean_method": float(a.mean()),
+                        "mean_reference": float(b.mean()),
+                        "bias": ba.bias,
+                        "sd": ba.sd,
+                        "loa_low": ba.loa_low,
+                        "loa_high": ba.loa_high,
+                        "relative_bias_pct": float(100 * ba.bias / b.mean()) if b.mean() else None,
+                    }
+                    try:
+                        ic = icc(np.column_stack([a, b]))["ICC2"]
+                        rec.update(icc=ic.value, icc_ci_low=ic.ci_low, icc_ci_high=ic.ci_high)
+                    except ValueError:
+                        pass
+                    rows.append(rec)
+    return rows

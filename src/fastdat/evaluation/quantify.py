@@ -1,0 +1,195 @@
+"""``fastdat quantify``: SBRs (and grades) of a site's own reconstructed DaT SPECT images.
+
+Input: a NIfTI file, a DICOM file or series folder, or a folder holding several of them. Every
+image is reoriented to RAS (x to the subject's right, y anterior, z superior), quantified by
+:func:`fastdat.evaluation.sbr.quantify_volume` and drawn with its VOIs for a visual check.
+
+``OUT`` receives ``sbr.csv`` (one row per image: ``image, status, reason`` and every SBR; with a
+normal database also z-scores and automated grades per side), ``vois/<image>.png`` and
+``config.yaml`` (settings, provenance). Images that cannot be quantified are listed with their
+reason and the others are still written.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fastdat.evaluation.sbr import SIDES, NoStriatumError, QuantConfig, quantify_volume
+
+log = logging.getLogger(__name__)
+
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+
+
+def _is_nifti(path: Path) -> bool:
+    return path.name.lower().endswith(NIFTI_SUFFIXES)
+
+
+def load_nifti_ras(path: str | Path) -> tuple[np.ndarray, float]:
+    """A NIfTI volume reoriented to RAS and its isotropic voxel size (mm)."""
+    import nibabel as nib
+
+    from fastdat.io.nifti import read_volume
+
+    path = Path(path)
+    data, affine = read_volume(path)
+    ornt = nib.orientations.io_orientation(affine)
+    data = nib.orientations.apply_orientation(data, ornt)
+    zooms = np.sqrt((affine[:3, :3] ** 2).sum(0))
+    if not np.allclose(zooms, zooms[0], rtol=1e-2):
+        raise ValueError(f"{path}: voxels must be isotropic for the VOI template, got {zooms} mm")
+    return data, float(zooms[0])
+
+
+def find_images(path: str | Path) -> tuple[list[tuple[str, Callable]], list[dict[str, str]]]:
+    """Images under ``path`` as ``(name, loader)`` with ``loader() -> (volume, voxel_mm)``, and
+    the files that were skipped with their reason (from the DICOM scan)."""
+    from fastdat.data.dicom import scan_folder
+    from fastdat.io.dicom import series_volume
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: not found")
+    images: list[tuple[str, Callable]] = []
+    skipped: list[dict[str, str]] = []
+    if path.is_file() and _is_nifti(path):
+        return [(path.name, lambda p=path: load_nifti_ras(p))], skipped
+    niftis = (
+        sorted(p for p in path.rglob("*") if p.is_file() and _is_nifti(p)) if path.is_dir() else []
+    )
+    images += [(str(p.relative_to(path)), lambda p=p: load_nifti_ras(p)) for p in niftis]
+    series, skipped = scan_folder(path if path.is_dir() else path.parent)
+    if path.is_file():
+        series = [s for s in series if path.resolve() in {Path(f).resolve() for f in s.files}]
+
+    def load_series(s):
+        vol, aff = series_volume(s)
+        zooms = np.sqrt((aff[:3, :3] ** 2).sum(0))
+        if not np.allclose(zooms, zooms[0], rtol=1e-2):
+            raise ValueError(f"{s.files[0]}: voxels must be isotropic, got {zooms} mm")
+        return vol, float(zooms[0])
+
+    for s in series:
+        folder = Path(s.files[0]).parent.name
+        name = f"{folder}/{s.series_uid}" if len(series) > 1 else folder
+        images.append((name, lambda s=s: load_series(s)))
+    skipped = [r for r in skipped if not _is_nifti(Path(r["file"]))]
+    if not images:
+        raise ValueError(f"{path}: no NIfTI image or NM DICOM series found")
+    return images, skipped
+
+
+def quantify_images(
+    path: str | Path,
+    out_dir: str | Path,
+    cfg: QuantConfig | None = None,
+    normals: str | Path | None = None,
+) -> tuple[Path, list[dict[str, Any]]]:
+    """Quantify every image under ``path`` into ``out_dir``.
+
+    Args:
+        path: A NIfTI file, DICOM file or folder, or a folder of them.
+        out_dir: Output folder (must not already hold an ``sbr.csv``).
+        cfg: VOI settings.
+        normals: A normal database JSON (``normals.json`` of a study's ``eval/quant``, or one in
+            that format, optionally with a grading ``rule``) for z-scores and grades.
+
+    Returns:
+        ``(sbr.csv path, rows)``; rows of images that failed have ``status == "error"``.
+    """
+    import json
+
+    import yaml
+
+    from fastdat.config import provenance
+    from fastdat.evaluation.evaluate import _write_csv
+    from fastdat.evaluation.grading import GradingRule, NormalDatabase
+
+    cfg = cfg or QuantConfig()
+    out = Path(out_dir)
+    if (out / "sbr.csv").exists():
+        raise FileExistsError(f"{out / 'sbr.csv'} exists; choose another --out (never overwritten)")
+    db = rule = None
+    if normals is not None:
+        doc = json.loads(Path(normals).read_text())
+        try:
+            db = NormalDatabase.from_dict(doc)
+            rule = GradingRule(**doc["rule"]) if "rule" in doc else GradingRule()
+        except (ValueError, TypeError) as err:
+            raise ValueError(f"{normals}: {err}") from err
+    images, skipped = find_images(path)
+    (out / "vois").mkdir(parents=True, exist_ok=True)
+    rows: list[dict[str, Any]] = []
+    for name, loader in images:
+        row: dict[str, Any] = {"image": name, "status": "ok", "reason": ""}
+        try:
+            vol, vox = loader()
+            values, vois = quantify_volume(vol, vox, cfg)
+        except (NoStriatumError, ValueError, OSError) as err:
+            row.update(status="error", reason=str(err))
+            log.error("%s: %s", name, err)
+            rows.append(row)
+            continue
+        row["voxel_mm"] = vox
+        row.update(values)
+        if db is not None:
+            for side in SIDES:
+                z = db.zscores(values, side)
+                row[f"z_putamen_{side}"], row[f"z_caudate_{side}"] = z["putamen"], z["caudate"]
+                row[f"grade_{side}"] = int(rule.grade(z["putamen"], z["caudate"]))
+        _voi_figure(vol, vois, out / "vois" / (name.replace("/", "_") + ".png"), name)
+        rows.append(row)
+    rows += [{"image": r["file"], "status": "skipped", "reason": r["reason"]} for r in skipped]
+    _write_csv(out / "sbr.csv", rows)
+    doc = {
+        "quantify": asdict(cfg),
+        "input": str(path),
+        "normals": str(normals) if normals else None,
+    }
+    doc.update(provenance())
+    (out / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    return out / "sbr.csv", rows
+
+
+def _voi_figure(volume: np.ndarray, vois, path: Path, title: str) -> None:
+    """Three transaxial slices through the striata with the VOI outlines (visual QC)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from fastdat.plotting import save_figure, show_transaxial
+
+    lab = vois.labels
+    z = np.nonzero(np.isin(lab, range(1, 7)).sum((0, 1)))[0]
+    zo = np.nonzero((lab == 7).sum((0, 1)))[0]
+    slices = [int(z[len(z) // 4]), int(z[len(z) // 2]), int(z[3 * len(z) // 4]), int(np.median(zo))]
+    fig, axes = plt.subplots(1, len(slices), figsize=(3.2 * len(slices), 3.4))
+    vmax = float(np.percentile(volume, 99.9))
+    for ax, k in zip(axes, slices, strict=True):
+        show_transaxial(ax, volume[:, :, k], vmax, f"slice {k}")
+        for ids, colour in (
+            ((1, 2), "cyan"),
+            ((3, 4), "lime"),
+            ((5, 6), "yellow"),
+            ((7,), "white"),
+        ):
+            m = np.isin(lab[:, :, k], ids).T.astype(float)
+            if m.any():
+                ax.contour(m, levels=[0.5], colors=colour, linewidths=0.8)
+        for side in SIDES:
+            m = vois.southampton[side][:, :, k].T.astype(float)
+            if m.any():
+                ax.contour(m, levels=[0.5], colors="magenta", linewidths=0.6, linestyles="--")
+    fig.suptitle(
+        f"{title}: caudate cyan, anterior / posterior putamen green / yellow, occipital white, "
+        "Southampton dashed",
+        fontsize=8,
+    )
+    save_figure(fig, path)
