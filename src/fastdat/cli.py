@@ -183,6 +183,93 @@ def _cmd_study(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_stats(args: argparse.Namespace) -> int:
+    import json
+
+    from fastdat.evaluation.stats_io import format_result, run_stats
+
+    options = {"weights": args.weights, "p_adjust": args.p_adjust}
+    result = run_stats(args.kind, args.file, **{k: v for k, v in options.items() if v})
+    print(json.dumps(result, indent=1, allow_nan=False) if args.json else format_result(result))
+    return 0
+
+
+def _cmd_quantify(args: argparse.Namespace) -> int:
+    from fastdat.config import apply_overrides, from_dict
+    from fastdat.evaluation.quantify import quantify_images
+    from fastdat.evaluation.sbr import QuantConfig
+
+    cfg = from_dict(QuantConfig, apply_overrides({}, args.set), "quantify")
+    path, rows = quantify_images(args.input, args.out, cfg, args.normals)
+    failed = [r for r in rows if r["status"] == "error"]
+    ok = [r for r in rows if r["status"] == "ok"]
+    for r in ok:
+        print(
+            f"{r['image']}: putamen L/R {r['putamen_left']:.2f} / {r['putamen_right']:.2f}, "
+            f"caudate L/R {r['caudate_left']:.2f} / {r['caudate_right']:.2f}, "
+            f"Southampton L/R {r['southampton_left']:.2f} / {r['southampton_right']:.2f}"
+            + (f", grades L/R {r['grade_left']} / {r['grade_right']}" if "grade_left" in r else "")
+        )
+    for r in failed:
+        print(f"fastdat quantify: error: {r['image']}: {r['reason']}", file=sys.stderr)
+    print(f"wrote {path} ({len(ok)} quantified, {len(failed)} failed)")
+    return 2 if failed else 0
+
+
+def _cmd_denoise(args: argparse.Namespace) -> int:
+    from fastdat.inference import denoise_path
+    from fastdat.inference.denoise import SIMULATED_NOTICE
+
+    if args.model == "default":
+        print(f"fastdat denoise: note: {SIMULATED_NOTICE}", file=sys.stderr)
+    device = _resolve_device(args.device)
+    results = denoise_path(args.input, args.model, args.out, device, mode=args.mode)
+    for r in results:
+        if r.status == "ok":
+            print(f"{r.source} -> {r.output}" + "".join(f" (warning: {w})" for w in r.warnings))
+        else:
+            print(f"fastdat denoise: {r.status}: {r.source}: {r.reason}", file=sys.stderr)
+    failed = sum(r.status == "failed" for r in results)
+    ok = sum(r.status == "ok" for r in results)
+    skipped = len(results) - ok - failed
+    print(f"{ok} denoised, {failed} failed, {skipped} skipped (not NM tomograms)")
+    return 2 if failed else 0
+
+
+def _cmd_reader_study(args: argparse.Namespace) -> int:
+    from fastdat import readerstudy as rs
+
+    if args.rs_command == "create":
+        readers = args.readers.split(",")
+        if len(readers) == 1 and readers[0].isdigit():
+            readers = [f"reader{i + 1}" for i in range(int(readers[0]))]
+        cfg = rs.StudyConfig(
+            cases=args.cases,
+            methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
+            readers=tuple(readers),
+            repeat_share=args.repeat_share,
+            seed=args.seed,
+            cmap=args.cmap,
+        )
+        out = rs.create_study(args.eval, args.out, cfg, _resolve_device(args.device))
+        n = f"{cfg.cases} cases x {len(cfg.methods)} methods, {len(readers)} readers"
+        print(f"wrote {out}: {n}")
+        print(f"personal tokens: {out / 'tokens.txt'} (give each reader only their own line)")
+        return 0
+    if args.rs_command == "serve":
+        try:
+            serve = rs.serve
+        except ImportError as err:
+            need = "pip install 'fastdat[reader]'"
+            raise RuntimeError(f"serve needs the reader extra: {need} ({err})") from err
+        print(f"reader study on http://{args.host}:{args.port}/ (Ctrl-C stops it)")
+        serve(args.study, args.host, args.port)
+        return 0
+    report = rs.analyze_study(args.study, args.out)
+    print(f"wrote {report}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Return the ``fastdat`` argument parser with all subcommands."""
     parser = argparse.ArgumentParser(prog="fastdat", description=__doc__)
@@ -259,6 +346,77 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=2, help="simulation processes on CPU")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the preset")
     p.set_defaults(func=_cmd_study)
+
+    p = sub.add_parser(
+        "stats",
+        help="agreement and rank statistics of your own ratings (CSV)",
+        description="Kappa, ICC, Friedman, Dunn or Bland-Altman of a CSV: wide (one row per "
+        "target or block, one column per rater or method, optional id column 'target' / 'id') "
+        "or long (columns target, rater, rating).",
+    )
+    p.add_argument("kind", choices=["kappa", "icc", "friedman", "dunn", "bland-altman"])
+    p.add_argument("file", help="CSV file (kappa, bland-altman: exactly two rating columns)")
+    p.add_argument("--weights", choices=["none", "linear", "quadratic"], help="kappa weights")
+    p.add_argument("--p-adjust", choices=["holm", "bonferroni", "none"], help="dunn (default holm)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+    p.set_defaults(func=_cmd_stats)
+
+    p = sub.add_parser(
+        "quantify",
+        help="striatal binding ratios of your own images (template VOIs and Southampton)",
+    )
+    p.add_argument("input", help="NIfTI file, DICOM file or series folder, or a folder of them")
+    p.add_argument("--out", required=True, help="output folder (sbr.csv, VOI pictures)")
+    p.add_argument("--normals", help="normal database JSON (a study's eval/quant/normals.json)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override VOI settings")
+    p.set_defaults(func=_cmd_quantify)
+
+    p = sub.add_parser(
+        "denoise",
+        help="denoise your own studies: DICOM in, DICOM out (or NIfTI in, NIfTI out)",
+        description="Denoise a DICOM series folder, an NM multi-frame file, a NIfTI file or a "
+        "folder of studies with a trained model; DICOM outputs are new series of the same "
+        "studies, written beside a provenance JSON.",
+    )
+    p.add_argument("input", help="DICOM series folder, NM multi-frame file, NIfTI file, or folder")
+    p.add_argument("--model", default="default", help="checkpoint (RUN/best) or 'default'")
+    p.add_argument("--out", required=True, help="output folder (or a .nii.gz for one NIfTI)")
+    p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
+    p.add_argument(
+        "--mode",
+        default="anchored",
+        choices=["anchored", "slice", "tiles"],
+        help="anchored: whole slices plus the located striatal crop (default, matches training)",
+    )
+    p.set_defaults(func=_cmd_denoise)
+
+    p = sub.add_parser(
+        "reader-study",
+        help="blinded reader study: create it, grade in the browser, analyse the grades",
+    )
+    rsub = p.add_subparsers(dest="rs_command", required=True)
+    c = rsub.add_parser("create", help="a randomized, blinded case list with anonymous images")
+    c.add_argument("--eval", required=True, help="evaluation folder (fastdat evaluate)")
+    c.add_argument("--cases", type=int, default=50, help="test studies to read (default 50)")
+    c.add_argument(
+        "--methods", default="5min,unet4,25min", help="5min, 25min, model or filter names"
+    )
+    c.add_argument("--readers", default="3", help="number of readers, or their names (a,b,c)")
+    c.add_argument("--repeat-share", type=float, default=0.2, help="share read twice (<= 1/3)")
+    c.add_argument("--seed", type=int, default=0, help="seed of cases, orders and repeats")
+    c.add_argument("--cmap", default="gray", help="gray or a matplotlib colour map")
+    c.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto (models)")
+    c.add_argument("--out", required=True, help="study folder (must not exist)")
+    c.set_defaults(func=_cmd_reader_study)
+    s = rsub.add_parser("serve", help="the grading web app (FastAPI; pip install fastdat[reader])")
+    s.add_argument("study", help="study folder")
+    s.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    s.add_argument("--port", type=int, default=8000, help="port (default 8000)")
+    s.set_defaults(func=_cmd_reader_study)
+    a = rsub.add_parser("analyze", help="unblind: kappa vs 25-min consensus, ICCs, report")
+    a.add_argument("study", help="study folder")
+    a.add_argument("--out", required=True, help="output folder")
+    a.set_defaults(func=_cmd_reader_study)
     return parser
 
 
