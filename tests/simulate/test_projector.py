@@ -52,7 +52,7 @@ def test_point_source_blur_grows_with_distance():
     far[8, 2, 2] = 1.0
     pn, pf = p.A(near)[0], p.A(far)[0]
     assert pn.max() > pf.max()
-    assert pn.sum() == pytest.approx(pf.sum(), rel=0.02)  # no attenuation: counts conserved
+    assert pn.sum().item() == pytest.approx(pf.sum().item(), rel=0.02)  # no attenuation: conserved
 
 
 def test_bad_geometry_is_refused():

@@ -79,6 +79,14 @@ def template_phantom(shape: tuple[int, int, int], voxel_mm: float, yaw_deg: floa
     return make_phantom(template_subject(yaw_deg), shape, voxel_mm, TEMPLATE_PHANTOM)
 
 
+def _fft_workers() -> int:
+    """FFT threads: as many as torch may use (``OMP_NUM_THREADS`` / ``torch.set_num_threads``);
+    pocketfft's threaded transforms are bit-identical to the single-threaded ones."""
+    import torch
+
+    return max(1, torch.get_num_threads())
+
+
 @functools.lru_cache(maxsize=32)
 def _template_fit(
     shape: tuple[int, int, int], voxel_mm: float, fwhm_mm: float, max_shift: int, yaw_deg: float
@@ -92,6 +100,7 @@ def _template_fit(
     from scipy import fft
 
     ph = template_phantom(shape, voxel_mm, yaw_deg)
+    w = _fft_workers()
     # per side: caudate (1 / 2), putamen (3 + 5 / 4 + 6); then the rest of the head
     parts = [np.isin(ph.labels, ids).astype(np.float64) for ids in ((1,), (2,), (3, 5), (4, 6))]
     striatum = np.sum(parts, axis=0)
@@ -104,10 +113,10 @@ def _template_fit(
     shifts = np.stack(np.meshgrid(*ranges, indexing="ij"))
 
     def corr_at_shifts(spec_image: np.ndarray, template: np.ndarray) -> np.ndarray:
-        c = fft.irfftn(spec_image * np.conj(fft.rfftn(template, pad)), pad)
+        c = fft.irfftn(spec_image * np.conj(fft.rfftn(template, pad, workers=w)), pad, workers=w)
         return c[shifts[0], shifts[1], shifts[2]]
 
-    domain = fft.rfftn(np.ones(shape), pad)
+    domain = fft.rfftn(np.ones(shape), pad, workers=w)
     k = len(comps)
     g = np.empty(shifts.shape[1:] + (k + 1, k + 1))
     for i in range(k):
@@ -116,7 +125,7 @@ def _template_fit(
         g[..., i, k] = g[..., k, i] = corr_at_shifts(domain, comps[i])
     g[..., k, k] = float(np.prod(shape))
     gram_inv = np.linalg.inv(g + 1e-9 * np.eye(k + 1))
-    spectra = [np.conj(fft.rfftn(t, pad)) for t in comps]
+    spectra = [np.conj(fft.rfftn(t, pad, workers=w)) for t in comps]
     return spectra, gram_inv, shifts, pad, striatum
 
 
@@ -124,8 +133,9 @@ def _fit_energy(img, spectra, gram_inv, shifts, pad) -> np.ndarray:
     """Explained energy of the least-squares template fit at every shift (-inf where invalid)."""
     from scipy import fft
 
-    spec = fft.rfftn(img, pad)
-    b = [fft.irfftn(spec * t, pad)[shifts[0], shifts[1], shifts[2]] for t in spectra]
+    w = _fft_workers()
+    spec = fft.rfftn(img, pad, workers=w)
+    b = [fft.irfftn(spec * t, pad, workers=w)[shifts[0], shifts[1], shifts[2]] for t in spectra]
     b = np.stack([*b, np.full(b[0].shape, img.sum())], -1)  # (sx, sy, sz, 6)
     coef = (gram_inv @ b[..., None])[..., 0]
     energy = (coef * b).sum(-1)

@@ -369,17 +369,19 @@ def make_phantom(
         for i, n in enumerate(shape)
     ]
     pts = np.stack(np.meshgrid(*axes, indexing="ij"), -1)
-    uptake, mu, _ = anatomy(to_anatomy(pts), subject, cfg)
+    uptake, mu, labels = anatomy(to_anatomy(pts), subject, cfg)
     nx, ny, nz = shape
     uptake = uptake.reshape(nx, k, ny, k, nz, k).mean((1, 3, 5))
     mu = mu.reshape(nx, k, ny, k, nz, k).mean((1, 3, 5))
-    centres = np.stack(
-        np.meshgrid(
-            *[aff[i, 3] + voxel_mm * np.arange(n) for i, n in enumerate(shape)], indexing="ij"
-        ),
-        -1,
-    )
-    _, _, labels = anatomy(to_anatomy(centres), subject, cfg)
+    if k > 1:  # with one sample per voxel the samples are the centres already
+        centres = np.stack(
+            np.meshgrid(
+                *[aff[i, 3] + voxel_mm * np.arange(n) for i, n in enumerate(shape)],
+                indexing="ij",
+            ),
+            -1,
+        )
+        _, _, labels = anatomy(to_anatomy(centres), subject, cfg)
     if cfg.texture_sd > 0:
         rng = np.random.default_rng(subject.texture_seed)
         sigma = cfg.texture_fwhm_mm / (2 * np.sqrt(2 * np.log(2))) / voxel_mm
