@@ -107,7 +107,7 @@ def evaluate(
     _write_config(out_dir, dataset, runs, baselines, device)
     x_val, y_val = crops[RAW][val].astype(np.float64), crops[LONG][val].astype(np.float64)
     tuned = {name: bl.tune(name, x_val, y_val) for name in baselines}
-    _write_json(out_dir / "baselines.json", tuned)
+    write_json(out_dir / "baselines.json", tuned)
 
     x, y = crops[RAW][test].astype(np.float64), crops[LONG][test].astype(np.float64)
     preds: dict[str, np.ndarray] = {RAW: x}
@@ -140,11 +140,11 @@ def evaluate(
         elif name == LONG:
             continue
         rows += _rows(name, image_ids, p, s, pt, st)
-    _write_csv(out_dir / "metrics.csv", rows)
+    write_csv(out_dir / "metrics.csv", rows)
     summary = _summary(rows)
-    _write_csv(out_dir / "summary.csv", summary)
+    write_csv(out_dir / "summary.csv", summary)
     stats_doc = {"psnr": statistics(table_psnr), "ssim": statistics(table_ssim)}
-    _write_json(out_dir / "stats.json", stats_doc)
+    write_json(out_dir / "stats.json", stats_doc)
     from fastdat.evaluation.report import write_report
 
     return write_report(
@@ -207,7 +207,8 @@ def _summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
+    """Rows as CSV (union of their keys as columns), written atomically."""
     fields = list(dict.fromkeys(k for r in rows for k in r))
     tmp = path.with_name(f".{path.name}.tmp")
     with open(tmp, "w", newline="") as f:
@@ -217,7 +218,8 @@ def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
     os.replace(tmp, path)
 
 
-def _write_json(path: Path, doc: Any) -> None:
+def write_json(path: Path, doc: Any) -> None:
+    """``doc`` as indented JSON, written atomically."""
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text(json.dumps(doc, indent=1))
     os.replace(tmp, path)

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from fastdat.evaluation.evaluate import _write_csv, _write_json
+from fastdat.evaluation.evaluate import write_csv, write_json
 from fastdat.evaluation.grading import GradingRule, NormalDatabase, build_normals, calibrate
 from fastdat.evaluation.sbr import SIDES, NoStriatumError, QuantConfig, quantify_volume, truth_sbr
 
@@ -157,8 +157,7 @@ def quantify_study(
             labels, _ = src.labels()
             rows += _rows(src.study_id, split, grades, TRUTH, _truth_values(truth, labels))
         for method in todo:
-            base = RAW if method not in (LONG,) else LONG
-            slab = _slab(vols[base][0], i0, j0, size)
+            slab = _slab(vols[LONG if method == LONG else RAW][0], i0, j0, size)
             if method not in (RAW, LONG):
                 slab = _restore(method, slab, tuned, models, device)
             try:
@@ -167,9 +166,9 @@ def quantify_study(
                 failures.append({"study_id": src.study_id, "method": method, "reason": str(err)})
                 values = {}
             rows += _rows(src.study_id, split, grades, method, values)
-    _write_csv(out / "sbr.csv", rows)
+    write_csv(out / "sbr.csv", rows)
     if failures:
-        _write_csv(out / "failures.csv", failures)
+        write_csv(out / "failures.csv", failures)
     table = pd.DataFrame(rows)
     try:
         normals, rule, calib_kappa = _normals_and_rule(table)
@@ -177,13 +176,13 @@ def quantify_study(
         log.warning("no automated grading: %s", err)
         normals, grading = None, {"skipped": str(err), "methods": {}}
     else:
-        _write_json(out / "normals.json", {**normals.to_dict(), "rule": rule.__dict__})
+        write_json(out / "normals.json", {**normals.to_dict(), "rule": rule.__dict__})
         table = _add_grades(table, normals, rule)
-        _write_csv(out / "sbr.csv", table.to_dict("records"))
+        write_csv(out / "sbr.csv", table.to_dict("records"))
         grading = _grading(table, methods, rule, calib_kappa)
-    _write_json(out / "grading.json", grading)
+    write_json(out / "grading.json", grading)
     agreement = _agreement(table, methods)
-    _write_csv(out / "agreement.csv", agreement)
+    write_csv(out / "agreement.csv", agreement)
     from fastdat.evaluation.quant_report import write_section
 
     summary = pd.read_csv(eval_dir / "summary.csv")

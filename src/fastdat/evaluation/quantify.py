@@ -108,7 +108,7 @@ def quantify_images(
     import yaml
 
     from fastdat.config import provenance
-    from fastdat.evaluation.evaluate import _write_csv
+    from fastdat.evaluation.evaluate import write_csv
     from fastdat.evaluation.grading import GradingRule, NormalDatabase
 
     cfg = cfg or QuantConfig()
@@ -146,7 +146,7 @@ def quantify_images(
         _voi_figure(vol, vois, out / "vois" / (name.replace("/", "_") + ".png"), name)
         rows.append(row)
     rows += [{"image": r["file"], "status": "skipped", "reason": r["reason"]} for r in skipped]
-    _write_csv(out / "sbr.csv", rows)
+    write_csv(out / "sbr.csv", rows)
     doc = {
         "quantify": asdict(cfg),
         "input": str(path),
