@@ -132,3 +132,38 @@ def test_corrupt_or_mismatched_checkpoints(tmp_path):
         load_model(path)
     with pytest.raises(FileNotFoundError):
         load_model(tmp_path / "absent")
+
+
+def test_running_statistics_match_the_batch_statistics_they_were_collected_from(name):
+    """Evaluation mode must reproduce training mode on the batch the running statistics came from.
+
+    With ``momentum=None`` a normalization layer's running statistics after one training-mode pass
+    are that pass's batch statistics (the variance unbiased; rescaled here to the biased one that
+    training mode divides by), so evaluation mode on the same batch must give the same output. A
+    layer reused on differently distributed inputs (R2U-Net's recurrent steps sharing one
+    BatchNorm) averages statistics that match none of its uses, and evaluation-mode output then
+    departs from training-mode output.
+    """
+    torch.manual_seed(0)
+    model = build_model(name, residual=False, nonneg=False, **SMALL[name])
+    per_channel = {}
+    for m in model.modules():
+        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average: one pass gives that pass's statistics
+            m.register_forward_pre_hook(
+                lambda mod, inp: per_channel.setdefault(mod, []).append(
+                    inp[0].numel() // inp[0].shape[1]
+                )
+            )
+        if isinstance(m, torch.nn.modules.dropout._DropoutNd):
+            m.p = 0.0  # dropout differs between the modes by design
+    x = torch.rand(8, 1, 64, 64)
+    with torch.no_grad():
+        y_train = model.train()(x)
+        for m, ns in per_channel.items():
+            (n,) = set(ns)
+            m.running_var *= (n - 1) / n
+        y_eval = model.eval()(x)
+    err = float((y_eval - y_train).abs().max() / y_train.abs().max())
+    assert err < 1e-4, f"{name}: evaluation output departs from training output by {err:.2e}"

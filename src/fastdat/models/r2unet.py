@@ -15,24 +15,33 @@ from collections.abc import Sequence
 
 import torch
 from monai.networks.blocks import Convolution
-from monai.networks.layers.factories import Conv, Pool
+from monai.networks.layers.factories import Conv, Norm, Pool
 from torch import nn
 
 from fastdat.models.registry import register
 
 
 class RecurrentConv(nn.Module):
-    """Recurrent convolution unit: one conv-BN-ReLU applied ``t + 1`` times on ``x + h``."""
+    """Recurrent convolution unit: one convolution applied ``t + 1`` times on ``x + h``.
+
+    The convolution's weights are shared across the ``t + 1`` steps, as in Alom et al.; each step
+    has its own batch normalization (per-step statistics, Cooijmans et al., "Recurrent Batch
+    Normalization", ICLR 2017). One normalization shared by all steps would average the running
+    statistics of ``f(x)`` and ``f(x + h)``, which differ, so the network trained on batch
+    statistics would be evaluated with statistics that match none of its steps.
+    """
 
     def __init__(self, spatial_dims: int, channels: int, t: int = 2) -> None:
         super().__init__()
         self.t = t
-        self.conv = Convolution(spatial_dims, channels, channels, act="RELU", norm="BATCH")
+        self.conv = Conv[Conv.CONV, spatial_dims](channels, channels, kernel_size=3, padding=1)
+        self.norms = nn.ModuleList([Norm[Norm.BATCH, spatial_dims](channels) for _ in range(t + 1)])
+        self.act = nn.ReLU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.conv(x)
-        for _ in range(self.t):
-            h = self.conv(x + h)
+        h = self.act(self.norms[0](self.conv(x)))
+        for norm in self.norms[1:]:
+            h = self.act(norm(self.conv(x + h)))
         return h
 
 
