@@ -53,3 +53,25 @@ def test_rejects_unusable_volumes():
         locate_striata(np.zeros(SHAPE), 4.0, size=CROP)
     with pytest.raises(ValueError, match="does not fit"):
         locate_striata(np.ones((32, 32, 8)), 4.0, size=64)
+
+
+def test_window_sums_are_the_domain_correlation():
+    """The summed-volume look-up equals the FFT correlation with the image domain it replaced and a
+    brute-force sum of the template part that stays inside the domain, at every shift."""
+    from scipy import fft
+
+    from fastdat.data.localize import _window_sums
+
+    rng = np.random.default_rng(3)
+    shape, r = (11, 9, 7), 4
+    t = rng.random(shape)
+    ranges = [np.arange(-min(r, n - 1), min(r, n - 1) + 1) for n in shape]
+    shifts = np.stack(np.meshgrid(*ranges, indexing="ij"))
+    got = _window_sums(t, shifts)
+    pad = [n + r + 1 for n in shape]
+    corr = fft.irfftn(fft.rfftn(np.ones(shape), pad) * np.conj(fft.rfftn(t, pad)), pad)
+    np.testing.assert_allclose(got, corr[shifts[0], shifts[1], shifts[2]], rtol=0, atol=1e-12)
+    for idx in np.ndindex(got.shape):
+        s = shifts[(slice(None), *idx)]
+        inside = tuple(slice(max(0, -a), min(n, n - a)) for a, n in zip(s, shape, strict=True))
+        assert got[idx] == pytest.approx(t[inside].sum(), abs=1e-12)
