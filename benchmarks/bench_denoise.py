@@ -36,7 +36,8 @@ from pydicom.uid import generate_uid
 
 from fastdat.data.dicom import scan_folder
 from fastdat.inference import denoise_path
-from fastdat.io.dicom import series_volume, write_derived_series, write_nm_volume
+from fastdat.io.dicom import series_volume
+from fastdat.io.dicom_write import write_derived_series, write_nm_volume
 from fastdat.simulate.cohort import resolve_config, simulate_cohort
 
 SIDE = 128

@@ -11,7 +11,7 @@ from scipy import ndimage
 
 from fastdat.cli import main
 from fastdat.data import load_crops
-from fastdat.io.dicom import write_nm_volume
+from fastdat.io.dicom_write import write_nm_volume
 
 ARGS = ["--slices", "3", "--crop", "24", "--split", "2,1,1"]
 

@@ -28,7 +28,7 @@ def _rows(path):
 
 
 def test_quantify_nifti_and_dicom_with_grades(tmp_path, striatal_phantom, capsys):
-    from fastdat.io.dicom import write_nm_volume
+    from fastdat.io.dicom_write import write_nm_volume
 
     ph = striatal_phantom
     blurred = ndimage.gaussian_filter(ph.activity, 12 / 2.3548 / ph.voxel_mm) * 100

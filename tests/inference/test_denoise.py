@@ -21,7 +21,8 @@ from fastdat.data.localize import locate_striata
 from fastdat.evaluation.evaluate import predict
 from fastdat.inference import denoise, denoise_path, load_denoiser
 from fastdat.inference.denoise import DEFAULT_MODEL, check_voxel
-from fastdat.io.dicom import series_volume, write_nm_volume
+from fastdat.io.dicom import series_volume
+from fastdat.io.dicom_write import write_nm_volume
 from fastdat.models import build_model
 from fastdat.simulate.cohort import resolve_config, simulate_cohort
 

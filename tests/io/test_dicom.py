@@ -11,8 +11,8 @@ from fastdat.io.dicom import (
     acquisition_duration_s,
     read_header,
     series_volume,
-    write_nm_volume,
 )
+from fastdat.io.dicom_write import write_nm_volume
 
 
 def _volume(shape=(12, 10, 8), seed=0):

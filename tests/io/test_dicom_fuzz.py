@@ -21,7 +21,8 @@ from hypothesis import strategies as st
 from pydicom.filereader import data_element_generator
 from pydicom.uid import generate_uid
 
-from fastdat.io.dicom import DicomInputError, Series, read_header, series_volume, write_nm_volume
+from fastdat.io.dicom import DicomInputError, Series, read_header, series_volume
+from fastdat.io.dicom_write import write_nm_volume
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom on absurd values
 N_CASES = 2000

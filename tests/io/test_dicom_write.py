@@ -14,9 +14,8 @@ from fastdat.io.dicom import (
     NM_IMAGE_STORAGE,
     native_geometry,
     series_volume,
-    write_derived_series,
-    write_nm_volume,
 )
+from fastdat.io.dicom_write import write_derived_series, write_nm_volume
 
 SHAPE = (9, 11, 7)  # (slices, rows, cols) as stored: odd and unequal on purpose
 
