@@ -145,9 +145,20 @@ def test_kappa_matches_sklearn_and_statsmodels_se(seed, n, probs, weights):
     )
     assert k.kappa == pytest.approx(ref.kappa, abs=1e-12)
     assert k.se == pytest.approx(ref.std_kappa, rel=1e-9)
-    assert k.ci_low == pytest.approx(k.kappa - 1.96 * ref.std_kappa, abs=1e-12)
-    assert k.ci_high == pytest.approx(k.kappa + 1.96 * ref.std_kappa, abs=1e-12)
+    assert k.ci_low == pytest.approx(max(k.kappa - 1.96 * ref.std_kappa, -1), abs=1e-12)
+    assert k.ci_high == pytest.approx(min(k.kappa + 1.96 * ref.std_kappa, 1), abs=1e-12)
     assert (k.n, k.weights) == (n, weights)
+
+
+def test_kappa_interval_stays_within_kappas_range():
+    # 9 of 10 agree, one off by one grade: the Wald interval passes 1 and is clipped there
+    a = np.array([0, 0, 1, 1, 2, 2, 3, 3, 0, 1])
+    b = a.copy()
+    b[-1] = 2
+    k = st.weighted_kappa(a, b, "quadratic")
+    assert k.kappa + 1.96 * k.se > 1.0  # the unclipped interval would leave [-1, 1]
+    assert k.ci_high == 1.0
+    assert k.ci_low == pytest.approx(k.kappa - 1.96 * k.se, abs=1e-12)
 
 
 def test_kappa_fleiss_1981_example_and_properties():

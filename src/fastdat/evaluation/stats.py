@@ -112,7 +112,8 @@ def weighted_kappa(
         var = [sum p_ij (w_ij - (wr_i + wc_j)(1 - kappa))^2 - (kappa - p_e (1 - kappa))^2]
               / (n (1 - p_e)^2)
 
-    and the 95 % CI is ``kappa +- 1.96 se``.
+    and the 95 % CI is ``kappa +- 1.96 se``, clipped to kappa's range [-1, 1] (the Wald interval
+    passes 1 when agreement is near perfect and ``n`` small).
 
     Args:
         a, b: ratings of the same ``n`` items, 1-D, no missing values.
@@ -161,7 +162,8 @@ def weighted_kappa(
     var = (p * (w - (wr[:, None] + wc[None, :]) * (1.0 - kappa)) ** 2).sum()
     var = (var - (kappa - pe * (1.0 - kappa)) ** 2) / (n * (1.0 - pe) ** 2)
     se = float(np.sqrt(max(var, 0.0)))
-    return Kappa(float(kappa), se, float(kappa - 1.96 * se), float(kappa + 1.96 * se), n, weights)
+    lo, hi = max(kappa - 1.96 * se, -1.0), min(kappa + 1.96 * se, 1.0)
+    return Kappa(float(kappa), se, float(lo), float(hi), n, weights)
 
 
 def icc(ratings: Any, raters: Sequence[str] | None = None) -> dict[str, ICC]:
