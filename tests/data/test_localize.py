@@ -64,14 +64,17 @@ def test_window_sums_are_the_domain_correlation():
 
     rng = np.random.default_rng(3)
     shape, r = (11, 9, 7), 4
-    t = rng.random(shape)
+    dense = rng.random(shape)
+    compact = np.zeros(shape)  # non-zero in a box off the centre (the table covers the box only)
+    compact[6:10, 1:4, 2:7] = rng.random((4, 3, 5))
     ranges = [np.arange(-min(r, n - 1), min(r, n - 1) + 1) for n in shape]
     shifts = np.stack(np.meshgrid(*ranges, indexing="ij"))
-    got = _window_sums(t, shifts)
     pad = [n + r + 1 for n in shape]
-    corr = fft.irfftn(fft.rfftn(np.ones(shape), pad) * np.conj(fft.rfftn(t, pad)), pad)
-    np.testing.assert_allclose(got, corr[shifts[0], shifts[1], shifts[2]], rtol=0, atol=1e-12)
-    for idx in np.ndindex(got.shape):
-        s = shifts[(slice(None), *idx)]
-        inside = tuple(slice(max(0, -a), min(n, n - a)) for a, n in zip(s, shape, strict=True))
-        assert got[idx] == pytest.approx(t[inside].sum(), abs=1e-12)
+    for t in (dense, compact, np.zeros(shape)):
+        got = _window_sums(t, shifts)
+        corr = fft.irfftn(fft.rfftn(np.ones(shape), pad) * np.conj(fft.rfftn(t, pad)), pad)
+        np.testing.assert_allclose(got, corr[shifts[0], shifts[1], shifts[2]], rtol=0, atol=1e-12)
+        for idx in np.ndindex(got.shape):
+            s = shifts[(slice(None), *idx)]
+            inside = tuple(slice(max(0, -a), min(n, n - a)) for a, n in zip(s, shape, strict=True))
+            assert got[idx] == pytest.approx(t[inside].sum(), abs=1e-12)

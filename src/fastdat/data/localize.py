@@ -102,7 +102,9 @@ def _template_fit(
     ph = template_phantom(shape, voxel_mm, yaw_deg)
     w = _fft_workers()
     # per side: caudate (1 / 2), putamen (3 + 5 / 4 + 6); then the rest of the head
-    parts = [np.isin(ph.labels, ids).astype(np.float64) for ids in ((1,), (2,), (3, 5), (4, 6))]
+    lab = ph.labels
+    parts = [(lab == 1) * 1.0, (lab == 2) * 1.0, ((lab == 3) | (lab == 5)) * 1.0]
+    parts.append(((lab == 4) | (lab == 6)) * 1.0)
     striatum = np.sum(parts, axis=0)
     head = np.where(striatum > 0, 0.0, ph.activity.astype(np.float64))
     sigma = fwhm_mm * _FWHM_TO_SIGMA / voxel_mm
@@ -129,12 +131,22 @@ def _window_sums(t: np.ndarray, shifts: np.ndarray) -> np.ndarray:
 
     The part of the template ``t`` that stays inside the image domain when moved by ``s``: the sum
     of ``t`` over the box ``[max(0, -s), min(n, n - s))``, read from a summed-volume table in eight
-    look-ups (inclusion-exclusion). It is the domain's correlation with ``t`` without FFTs.
+    look-ups (inclusion-exclusion). It is the domain's correlation with ``t`` without FFTs. The
+    table covers only the bounding box of ``t``'s non-zero voxels (a blurred striatum is compact).
     """
-    table = np.zeros(tuple(n + 1 for n in t.shape))
-    table[1:, 1:, 1:] = t.cumsum(0).cumsum(1).cumsum(2)
-    lo = [np.clip(-shifts[a], 0, n) for a, n in enumerate(t.shape)]
-    hi = [np.clip(n - shifts[a], 0, n) for a, n in enumerate(t.shape)]
+    nonzero = [np.flatnonzero(t.any(axis=tuple(b for b in range(3) if b != a))) for a in range(3)]
+    if any(nz.size == 0 for nz in nonzero):
+        return np.zeros(shifts.shape[1:])
+    origin = [int(nz[0]) for nz in nonzero]
+    box = t[tuple(slice(o, int(nz[-1]) + 1) for o, nz in zip(origin, nonzero, strict=True))]
+    table = np.zeros(tuple(n + 1 for n in box.shape))
+    table[1:, 1:, 1:] = box
+    for axis in range(3):  # in place; the leading zero planes add nothing
+        np.cumsum(table, axis=axis, out=table)
+    lo, hi = [], []
+    for a, (n, o, m) in enumerate(zip(t.shape, origin, box.shape, strict=True)):
+        lo.append(np.clip(np.clip(-shifts[a], 0, n) - o, 0, m))
+        hi.append(np.clip(np.clip(n - shifts[a], 0, n) - o, 0, m))
     out = np.zeros(shifts.shape[1:])
     for corner in range(8):
         idx = [hi[a] if corner >> a & 1 else lo[a] for a in range(3)]
