@@ -52,10 +52,15 @@ def run_study(
     timings_path = out / "timings.json"
     timings: dict[str, Any] = json.loads(timings_path.read_text()) if timings_path.exists() else {}
 
-    def stage(name: str, fn) -> Any:
+    def stage(name: str, fn, done_before: bool = False, earlier: float = 0.0) -> Any:
+        """Run ``fn`` and record its wall time plus ``earlier`` (seconds spent before a kill),
+        unless its output was already complete (a skip check is not the stage's time)."""
         t0 = time.perf_counter()
         result = fn()
-        timings[name] = round(time.perf_counter() - t0, 1)
+        if done_before:
+            log.info("stage %s: already complete", name)
+            return result
+        timings[name] = round(time.perf_counter() - t0 + earlier, 1)
         tmp = out / ".timings.json.tmp"
         tmp.write_text(json.dumps(timings, indent=1))
         os.replace(tmp, timings_path)
@@ -64,7 +69,11 @@ def run_study(
 
     sim = spec.get("simulate", {})
     sim_cfg = resolve_config(load_preset("simulate", sim.get("preset", preset)), sim.get("set"))
-    stage("simulate", lambda: simulate_cohort(sim_cfg, out / "sim", workers, device))
+    stage(
+        "simulate",
+        lambda: simulate_cohort(sim_cfg, out / "sim", workers, device),
+        done_before=(out / "sim" / "manifest.csv").exists(),
+    )
     ds_cfg = from_dict(DatasetConfig, spec.get("dataset", {}), "dataset")
     stage(
         "dataset",
@@ -74,6 +83,7 @@ def run_study(
             ds_cfg,
             {"kind": "simulation", "path": str((out / "sim").resolve())},
         ),
+        done_before=(out / "dataset" / "config.yaml").exists(),
     )
     runs = []
     for model in spec.get("models", []):
@@ -86,6 +96,7 @@ def run_study(
         stage(
             f"train:{model}",
             lambda c=cfg, r=run, res=resume: train(out / "dataset", r, c, device, resume=res),
+            earlier=_epoch_seconds(run),  # the epochs of runs killed before this one
         )
     report = stage(
         "evaluate",
@@ -98,3 +109,11 @@ def run_study(
         lambda: quantify_study(out / "sim", out / "dataset", out / "eval", runs, device=device),
     )
     return report
+
+
+def _epoch_seconds(run: Path) -> float:
+    """Wall time of a run's saved epochs (training + validation); 0 before its first epoch."""
+    if not (run / "state.json").exists():
+        return 0.0
+    state = json.loads((run / "state.json").read_text())
+    return float(sum(h.get("seconds", 0.0) for h in state.get("history", [])))

@@ -86,6 +86,11 @@ def test_tiny_study_end_to_end_and_rerun(tmp_path, tiny_sim_sets):
     test_methods = {r["method"] for r in sbr if r["split"] == "test"}
     assert test_methods == {"truth", *methods}
     assert html.count("<!-- section:quantification -->") == 1 and "Putamen SBR" in html
+    history = json.loads((tmp_path / "s" / "runs" / "unet1" / "state.json").read_text())["history"]
+    assert timings["train:unet1"] >= sum(h["seconds"] for h in history) - 0.05
     mtime = (tmp_path / "s" / "runs" / "unet1" / "best.safetensors").stat().st_mtime_ns
     assert main(args) == 0  # everything complete: nothing retrained
     assert (tmp_path / "s" / "runs" / "unet1" / "best.safetensors").stat().st_mtime_ns == mtime
+    again = json.loads((tmp_path / "s" / "timings.json").read_text())
+    for name in ("simulate", "dataset", "train:unet1", "train:unet2"):  # skips keep the work's time
+        assert again[name] == timings[name], name

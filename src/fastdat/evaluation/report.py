@@ -147,7 +147,11 @@ def write_report(
         f"<tr><td>{html.escape(k)}</td><td>{v:.1f}</td></tr>" for k, v in (timings or {}).items()
     )
     timing_html = (
-        f"<h2>Wall time per stage (s)</h2><table>{timing_rows}</table>" if timing_rows else ""
+        "<h2>Wall time per stage (s)</h2><p>A training run resumed after a kill adds the "
+        "epochs saved before it. A stage found complete keeps the time of the run that did its "
+        f"work.</p><table>{timing_rows}</table>"
+        if timing_rows
+        else ""
     )
     b64 = {k: base64.b64encode(v).decode() for k, v in (("box", box), ("grid", grid))}
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>FastDaT evaluation</title>
