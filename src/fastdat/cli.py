@@ -352,7 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="agreement and rank statistics of your own ratings (CSV)",
         description="Kappa, ICC, Friedman, Dunn or Bland-Altman of a CSV: wide (one row per "
         "target or block, one column per rater or method, optional id column 'target' / 'id') "
-        "or long (columns target, rater, rating).",
+        "or long (columns target, rater, rating). Dunn ranks all values together as independent "
+        "groups (as Aoki et al. and scikit-posthocs' posthoc_dunn); when every row is the same "
+        "image scored by each method, the rows' pairing is not used (fastdat evaluate's stats.json "
+        "adds the paired Wilcoxon-Holm).",
     )
     p.add_argument("kind", choices=["kappa", "icc", "friedman", "dunn", "bland-altman"])
     p.add_argument("file", help="CSV file (kappa, bland-altman: exactly two rating columns)")
