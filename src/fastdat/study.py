@@ -39,6 +39,7 @@ def run_study(
     from fastdat.data.dataset import DatasetConfig, build_dataset, sources_from_simulation
     from fastdat.evaluation.evaluate import evaluate
     from fastdat.evaluation.quant_study import quantify_study
+    from fastdat.evaluation.report import add_section, timings_section
     from fastdat.simulate.cohort import resolve_config, simulate_cohort
     from fastdat.training.config import TrainConfig
     from fastdat.training.loop import is_finished, train
@@ -100,15 +101,13 @@ def run_study(
         )
     report = stage(
         "evaluate",
-        lambda: evaluate(
-            out / "dataset", runs, out / "eval", device, note=spec.get("note"), timings=timings
-        ),
+        lambda: evaluate(out / "dataset", runs, out / "eval", device, note=spec.get("note")),
     )
     stage(
         "quantify",
         lambda: quantify_study(out / "sim", out / "dataset", out / "eval", runs, device=device),
     )
-    return report
+    return add_section(report, "timings", timings_section(timings))
 
 
 def _epoch_seconds(run: Path) -> float:

@@ -76,7 +76,8 @@ def test_tiny_study_end_to_end_and_rerun(tmp_path, tiny_sim_sets):
     html = (ev / "report.html").read_text()
     assert (ev / "quant" / "grading.json").exists()
     assert "data:image/png;base64" in html and "32.7" in html  # ours beside the paper's table
-    assert "Wall time per stage" in html and "train:unet2" in html
+    assert html.count("Wall time per stage") == 1 and "<td>train:unet2</td>" in html
+    assert "<td>quantify</td>" in html  # the table comes after every stage
     timings = json.loads((tmp_path / "s" / "timings.json").read_text())
     assert {"simulate", "dataset", "train:unet1", "train:unet2", "evaluate", "quantify"} <= set(
         timings

@@ -84,11 +84,10 @@ def evaluate(
     device: torch.device | str = "cpu",
     baselines: tuple[str, ...] = ("gaussian", "butterworth", "nlm"),
     note: str | None = None,
-    timings: dict[str, float] | None = None,
 ) -> Path:
     """Evaluate on the test split; returns the path of ``report.html``.
 
-    ``note`` is shown on top of the report, ``timings`` (stage -> seconds) in a table.
+    ``note`` is shown on top of the report.
     """
     from fastdat.data import load_crops
     from fastdat.models import load_model
@@ -157,7 +156,6 @@ def evaluate(
         truth,
         index.loc[test],
         note,
-        timings,
     )
 
 

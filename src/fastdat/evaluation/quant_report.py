@@ -148,7 +148,8 @@ def write_section(out, table, agreement, grading, normals, cfg, summary, failure
     b64 = {k: base64.b64encode(v).decode() for k, v in figs.items()}
     ag = pd.DataFrame(agreement)
 
-    def ba_rows(reference: str, measure: str, which: list[str]) -> str:
+    def ba_rows(reference: str, measure: str, which: list[str], label: str = "{}") -> str:
+        """Bias [LoA] / ICC of ``measure`` against ``reference``; rows named ``label`` (method)."""
         if ag.empty:
             return "<p>Too few test striata for agreement statistics.</p>"
         rows = []
@@ -169,7 +170,7 @@ def write_section(out, table, agreement, grading, normals, cfg, summary, failure
                     f"<td>{_f(r['bias'], 3)} [{_f(r['loa_low'], 2)}, {_f(r['loa_high'], 2)}]"
                     f"<br><small>ICC {_f(r.get('icc'), 3)}</small></td>"
                 )
-            rows.append(f"<tr><td>{html.escape(m)}</td>{''.join(cells)}</tr>")
+            rows.append(f"<tr><td>{html.escape(label.format(m))}</td>{''.join(cells)}</tr>")
         head = "".join(
             f"<th>grade {g}</th>" if g != "all" else "<th>all</th>" for g in ("all", 0, 1, 2, 3)
         )
@@ -197,7 +198,9 @@ def write_section(out, table, agreement, grading, normals, cfg, summary, failure
         else ""
     )
     vs_long = ba_rows(LONG, "putamen", [m for m in methods if m != LONG])
-    recovery = ba_rows(TRUTH, "striatum", [LONG]) + ba_rows(TRUTH, "southampton", [LONG])
+    recovery = ba_rows(TRUTH, "striatum", [LONG], "template VOI, {} image") + ba_rows(
+        TRUTH, "southampton", [LONG], "Southampton, {} image"
+    )
     text = f"""<h2>Quantification: SBR and automated grading</h2>
 <p>SBR = striatal / occipital-lobe concentration &minus; 1, measured on each method's image with
 template VOIs placed automatically (no truth labels) and with the Southampton method

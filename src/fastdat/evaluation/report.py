@@ -88,7 +88,7 @@ def _fmt(rec: dict[str, Any], key: str, digits: int) -> str:
 
 
 def write_report(
-    out_dir, summary, stats_doc, tuned, preds, scores, truth, test_index, note=None, timings=None
+    out_dir, summary, stats_doc, tuned, preds, scores, truth, test_index, note=None
 ) -> Path:
     """Write ``boxplots.png``, ``grid.png`` and ``report.html`` into ``out_dir``."""
 
@@ -143,16 +143,6 @@ def write_report(
         f"{v['val_psnr']:.2f} dB)</li>"
         for k, v in tuned.items()
     )
-    timing_rows = "".join(
-        f"<tr><td>{html.escape(k)}</td><td>{v:.1f}</td></tr>" for k, v in (timings or {}).items()
-    )
-    timing_html = (
-        "<h2>Wall time per stage (s)</h2><p>A training run resumed after a kill adds the "
-        "epochs saved before it. A stage found complete keeps the time of the run that did its "
-        f"work.</p><table>{timing_rows}</table>"
-        if timing_rows
-        else ""
-    )
     b64 = {k: base64.b64encode(v).decode() for k, v in (("box", box), ("grid", grid))}
     page = f"""<!doctype html><html><head><meta charset="utf-8"><title>FastDaT evaluation</title>
 <style>body{{font-family:sans-serif;max-width:1100px;margin:2em auto}}table{{border-collapse:
@@ -170,7 +160,6 @@ left}}</style></head><body>
 <h2>Distributions</h2><img src="data:image/png;base64,{b64["box"]}" style="max-width:100%">
 <h2>One test slice per grade</h2><img src="data:image/png;base64,{b64["grid"]}"
 style="max-width:100%">
-{timing_html}
 <p>Statistics: <code>stats.json</code>; per image: <code>metrics.csv</code>.</p>
 </body></html>"""
     _save(out_dir, "report.html", page.encode())
@@ -194,3 +183,16 @@ def add_section(report: str | Path, name: str, body: str) -> Path:
     page = f"{page[:i]}{start}\n{body}\n{end}\n{page[i:]}"
     _save(report.parent, report.name, page.encode())
     return report
+
+
+def timings_section(timings: dict[str, float]) -> str:
+    """HTML table of a study's wall time per stage (``timings.json``: stage -> seconds)."""
+    rows = "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{v:.1f}</td></tr>" for k, v in timings.items()
+    )
+    return (
+        "<h2>Wall time per stage (s)</h2><p>A training run resumed after a kill adds the epochs "
+        "saved before it. A stage found complete keeps the time of the run that did its work.</p>"
+        f"<table><tr><th>stage</th><th>seconds</th></tr>{rows}"
+        f"<tr><td><b>total</b></td><td><b>{sum(timings.values()):.1f}</b></td></tr></table>"
+    )
