@@ -25,6 +25,8 @@ class TrainConfig:
             before stopping. min_delta: Smallest validation-loss decrease that counts.
         flips: Random left-right and anterior-posterior flips.
         intensity_scale: Random common scaling of input and target, ``1 +/- intensity_scale``.
+        shift_px: Random common in-plane shift of input and target, up to ``shift_px`` pixels
+            per axis (edge values fill in); 0 = off (the paper's crops are always centred).
         seed: Seed of initialization, data order and augmentation.
         bf16: bfloat16 autocast (CUDA only; ignored on CPU).
     """
@@ -44,6 +46,7 @@ class TrainConfig:
     min_delta: float = 0.0
     flips: bool = True
     intensity_scale: float = 0.1
+    shift_px: int = 0
     seed: int = 0
     bf16: bool = True
 
@@ -54,3 +57,5 @@ class TrainConfig:
             raise ValueError("train.lr > 0, batch_size >= 1, max_epochs >= 1, patience >= 1 needed")
         if not 0 <= self.intensity_scale < 1:
             raise ValueError(f"train.intensity_scale must be in [0, 1), got {self.intensity_scale}")
+        if not 0 <= self.shift_px <= 16:
+            raise ValueError(f"train.shift_px must be in [0, 16] pixels, got {self.shift_px}")

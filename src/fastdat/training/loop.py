@@ -87,7 +87,18 @@ def _augment(x, y, gen, cfg: TrainConfig):
             2 * torch.rand(x.shape[0], 1, 1, 1, generator=gen, device=x.device) - 1
         )
         x, y = x * a, y * a
+    if cfg.shift_px > 0:  # drawn only when on: runs without it keep their random stream
+        s = cfg.shift_px
+        di, dj = torch.randint(-s, s + 1, (2,), generator=gen, device=x.device).tolist()
+        x, y = (_shift(t, di, dj, s) for t in (x, y))
     return x, y
+
+
+def _shift(t: torch.Tensor, di: int, dj: int, margin: int) -> torch.Tensor:
+    """``t`` ``(B, C, H, W)`` moved by ``(di, dj)`` pixels (|d| <= margin), edges replicated."""
+    h, w = t.shape[-2:]
+    padded = F.pad(t, (margin, margin, margin, margin), mode="replicate")
+    return padded[..., margin - di : margin - di + h, margin - dj : margin - dj + w]
 
 
 @torch.no_grad()
