@@ -6,12 +6,14 @@ moved by ``d`` pixels along ``--axis`` (i: x, left-right; j: y, anterior-posteri
 comes in at the edges, nothing is padded); each model denoises them, and PSNR / SSIM against the
 25-min crop cut at the same place are averaged over the studies whose crop fits at every shift. A
 model that does not care where the striata sit scores the same at every ``d``; the raw 5-min row
-shows how much of a change comes from the crop's content rather than the model.
+shows how much of a change comes from the crop's content rather than the model. ``--modes`` also
+denoises whole volumes with :func:`fastdat.denoise` and scores them on the dataset's crop.
 
 Usage::
 
     python benchmarks/shift_sensitivity.py --dataset runs/paper-study/dataset \\
-        --runs runs/default-model runs/default-shift4 [--shifts 0 1 2 4] [--axis i] [--threads 2]
+        --runs runs/default-model runs/default-shift4 [--shifts 0 1 2 4] [--axis i] [--threads 2] \\
+        [--modes anchored slice]
 """
 
 from __future__ import annotations
@@ -29,6 +31,11 @@ from fastdat.data.dataset import load_nifti
 from fastdat.evaluation.evaluate import predict
 from fastdat.evaluation.metrics import psnr, ssim
 from fastdat.models import load_model
+
+
+def cut(vol: np.ndarray, i0: int, j0: int, size: int, slices: list[int]) -> np.ndarray:
+    """The ``(len(slices), size, size)`` crop of ``vol`` ``(X, Y, Z)`` at corner ``(i0, j0)``."""
+    return np.moveaxis(vol[i0 : i0 + size, j0 : j0 + size, slices], -1, 0)
 
 
 def test_studies(dataset: Path, shifts: list[int], axis: int) -> tuple[pd.DataFrame, int]:
@@ -58,7 +65,7 @@ def crops(studies: pd.DataFrame, size: int, shift: int, axis: int) -> tuple[np.n
         sl = json.loads(row["slices"])
         for kind, out in (("5min", xs), ("25min", ys)):
             vol, _ = load_nifti(origin / f"recon_{kind}.nii.gz")
-            out.append(np.moveaxis(vol[i0 : i0 + size, j0 : j0 + size, sl], -1, 0))
+            out.append(cut(vol, i0, j0, size, sl))
     return np.concatenate(xs), np.concatenate(ys)
 
 
@@ -68,6 +75,9 @@ def main() -> None:
     parser.add_argument("--runs", type=Path, nargs="+", required=True)
     parser.add_argument("--shifts", type=int, nargs="+", default=[0, 1, 2, 4])
     parser.add_argument("--axis", choices=["i", "j"], default="i")
+    parser.add_argument(
+        "--modes", nargs="*", default=[], help="also denoise whole volumes (anchored, slice, tiles)"
+    )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -96,6 +106,40 @@ def main() -> None:
         "PSNR / SSIM vs the 25-min crop cut at the same place"
     )
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    if args.modes:
+        print("\nwhole volumes through fastdat.denoise, scored on the dataset's crop (shift 0):")
+        print(whole_volumes(studies, size, models, args.modes).to_string(index=False))
+
+
+def whole_volumes(studies: pd.DataFrame, size: int, models: dict, modes: list[str]) -> pd.DataFrame:
+    """PSNR / SSIM on the dataset crop of each study's 5-min volume denoised whole in each mode."""
+    from fastdat.inference import denoise
+
+    preds: dict[tuple[str, str], list[np.ndarray]] = {}
+    refs = []
+    for _, row in studies.iterrows():
+        origin = Path(row["origin"])
+        i0, j0, sl = int(row["corner_i"]), int(row["corner_j"]), json.loads(row["slices"])
+
+        vol, vox = load_nifti(origin / "recon_5min.nii.gz")
+        refs.append(cut(load_nifti(origin / "recon_25min.nii.gz")[0], i0, j0, size, sl))
+        for name, net in models.items():
+            for mode in modes:
+                out = denoise(vol, net, "cpu", voxel_mm=vox, mode=mode)
+                preds.setdefault((name, mode), []).append(cut(out, i0, j0, size, sl))
+    r = torch.from_numpy(np.concatenate(refs)).double()
+    rows = []
+    for (name, mode), parts in preds.items():
+        p = torch.from_numpy(np.concatenate(parts)).double()
+        rows.append(
+            {
+                "model": name,
+                "mode": mode,
+                "psnr": round(float(psnr(p, r).mean()), 3),
+                "ssim": round(float(ssim(p, r).mean()), 4),
+            }
+        )
+    return pd.DataFrame(rows)
 
 
 if __name__ == "__main__":
