@@ -16,9 +16,12 @@ studies against the crop-based result (crops where the dataset builder cuts them
 - ``"anchored"`` (default): locate the striata as the dataset builder does
   (:func:`fastdat.data.localize.locate_striata`); denoise whole slices padded so that the crop
   corner falls on the network's down-sampling grid, and the 64 x 64 crop of every slice on its
-  own, blended in with a weight that is 1 except in an 8-pixel band at the crop's border. The
-  striatal region equals the crop-based result (max deviation < 1e-6 of the crop maximum; crop
-  PSNR 33.39 dB against 33.38 dB crop-based).
+  own, blended in with a weight that is 1 except in an 8-pixel band at the crop's border. Where
+  the corner is the builder's, the striatal region equals the crop-based result (max deviation
+  < 1e-6 of the crop maximum). But denoise has only the 5-min image to locate on, while the
+  builder used the 25-min one: in 8 of the 50 studies the corner is 1 pixel off, those crops
+  differ by up to 18 % of the crop maximum (the shift sensitivity above), and the crop PSNR is
+  33.38 dB against 33.41 dB crop-based (``benchmarks/shift_sensitivity.py --modes anchored``).
 - ``"slice"``: whole slices only. Max striatal deviation 42 % of the crop maximum (mean 3.4 %),
   crop PSNR 32.54 dB. Used when the striata cannot be located (with a warning).
 - ``"tiles"``: 64 x 64 tiles, stride 32, each scaled by its own maximum, blended with a
