@@ -54,19 +54,35 @@ def test_studies(dataset: Path, shifts: list[int], axis: int) -> tuple[pd.DataFr
     return test[fits], size
 
 
-def crops(studies: pd.DataFrame, size: int, shift: int, axis: int) -> tuple[np.ndarray, np.ndarray]:
+def load_volumes(studies: pd.DataFrame) -> dict[str, tuple[np.ndarray, np.ndarray, float]]:
+    """Each study's 5-min and 25-min reconstructions and voxel size (mm), read once."""
+    vols = {}
+    for sid, row in studies.iterrows():
+        origin = Path(row["origin"])
+        v5, vox = load_nifti(origin / "recon_5min.nii.gz")
+        vols[sid] = (v5, load_nifti(origin / "recon_25min.nii.gz")[0], vox)
+    return vols
+
+
+def crops(
+    vols: dict, studies: pd.DataFrame, size: int, shift: int, axis: int
+) -> tuple[np.ndarray, np.ndarray]:
     """5-min and 25-min crops ``(N, size, size)`` cut ``shift`` pixels along ``axis`` off each
     dataset corner."""
     xs, ys = [], []
-    for _, row in studies.iterrows():
-        origin = Path(row["origin"])
+    for sid, row in studies.iterrows():
         i0 = int(row["corner_i"]) + (shift if axis == 0 else 0)
         j0 = int(row["corner_j"]) + (shift if axis == 1 else 0)
         sl = json.loads(row["slices"])
-        for kind, out in (("5min", xs), ("25min", ys)):
-            vol, _ = load_nifti(origin / f"recon_{kind}.nii.gz")
-            out.append(cut(vol, i0, j0, size, sl))
+        xs.append(cut(vols[sid][0], i0, j0, size, sl))
+        ys.append(cut(vols[sid][1], i0, j0, size, sl))
     return np.concatenate(xs), np.concatenate(ys)
+
+
+def score(pred: np.ndarray, ref: np.ndarray) -> dict[str, float]:
+    """Mean PSNR (dB) and SSIM of ``(N, H, W)`` images, FastDaT's convention."""
+    p, r = torch.from_numpy(pred).double(), torch.from_numpy(ref).double()
+    return {"psnr": float(psnr(p, r).mean()), "ssim": float(ssim(p, r).mean())}
 
 
 def main() -> None:
@@ -84,19 +100,12 @@ def main() -> None:
     models = {r.name: load_model(r / "best") for r in args.runs}
     axis = "ij".index(args.axis)
     studies, size = test_studies(args.dataset, args.shifts, axis)
+    vols = load_volumes(studies)
     rows = []
     for d in args.shifts:
-        x, y = crops(studies, size, d, axis)
+        x, y = crops(vols, studies, size, d, axis)
         for name, pred in [("5min", x)] + [(n, predict(m, x)) for n, m in models.items()]:
-            p, r = torch.from_numpy(pred).double(), torch.from_numpy(y).double()
-            rows.append(
-                {
-                    "method": name,
-                    "shift_px": d,
-                    "psnr": float(psnr(p, r).mean()),
-                    "ssim": float(ssim(p, r).mean()),
-                }
-            )
+            rows.append({"method": name, "shift_px": d, **score(pred, y)})
     table = pd.DataFrame(rows)
     base = table[table["shift_px"] == args.shifts[0]].set_index("method")
     table["d_psnr"] = table["psnr"] - table["method"].map(base["psnr"])
@@ -108,37 +117,29 @@ def main() -> None:
     print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     if args.modes:
         print("\nwhole volumes through fastdat.denoise, scored on the dataset's crop (shift 0):")
-        print(whole_volumes(studies, size, models, args.modes).to_string(index=False))
+        table = whole_volumes(vols, studies, size, models, args.modes)
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
 
 
-def whole_volumes(studies: pd.DataFrame, size: int, models: dict, modes: list[str]) -> pd.DataFrame:
+def whole_volumes(
+    vols: dict, studies: pd.DataFrame, size: int, models: dict, modes: list[str]
+) -> pd.DataFrame:
     """PSNR / SSIM on the dataset crop of each study's 5-min volume denoised whole in each mode."""
     from fastdat.inference import denoise
 
     preds: dict[tuple[str, str], list[np.ndarray]] = {}
-    refs = []
-    for _, row in studies.iterrows():
-        origin = Path(row["origin"])
+    for sid, row in studies.iterrows():
         i0, j0, sl = int(row["corner_i"]), int(row["corner_j"]), json.loads(row["slices"])
-
-        vol, vox = load_nifti(origin / "recon_5min.nii.gz")
-        refs.append(cut(load_nifti(origin / "recon_25min.nii.gz")[0], i0, j0, size, sl))
+        v5, _, vox = vols[sid]
         for name, net in models.items():
             for mode in modes:
-                out = denoise(vol, net, "cpu", voxel_mm=vox, mode=mode)
+                out = denoise(v5, net, "cpu", voxel_mm=vox, mode=mode)
                 preds.setdefault((name, mode), []).append(cut(out, i0, j0, size, sl))
-    r = torch.from_numpy(np.concatenate(refs)).double()
-    rows = []
-    for (name, mode), parts in preds.items():
-        p = torch.from_numpy(np.concatenate(parts)).double()
-        rows.append(
-            {
-                "model": name,
-                "mode": mode,
-                "psnr": round(float(psnr(p, r).mean()), 3),
-                "ssim": round(float(ssim(p, r).mean()), 4),
-            }
-        )
+    _, ref = crops(vols, studies, size, 0, 0)
+    rows = [
+        {"model": name, "mode": mode, **score(np.concatenate(parts), ref)}
+        for (name, mode), parts in preds.items()
+    ]
     return pd.DataFrame(rows)
 
 
