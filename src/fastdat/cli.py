@@ -178,7 +178,9 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_study(args: argparse.Namespace) -> int:
     from fastdat.study import run_study
 
-    report = run_study(args.preset, args.out, _resolve_device(args.device), args.workers, args.set)
+    report = run_study(
+        args.preset, args.out, _resolve_device(args.device), args.workers, args.set, args.seed
+    )
     print(f"wrote {report}")
     return 0
 
@@ -332,19 +334,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score 5-min, filters and models on the test split")
     p.add_argument("--dataset", required=True, help="dataset directory")
-    p.add_argument("--runs", nargs="*", default=[], help="training run directories")
+    p.add_argument(
+        "--runs", nargs="*", default=[], help="networks: run folders, checkpoints or 'default'"
+    )
     p.add_argument("--out", required=True, help="evaluation directory")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser(
-        "study", help="the whole study: simulate, dataset, train all models, evaluate, report"
+        "study", help="the whole study: simulate, dataset, train networks, evaluate, report"
     )
     p.add_argument("--preset", default="quick", help="quick (minutes) or paper (the reproduction)")
     p.add_argument("--out", required=True, help="study directory (resumed if it exists)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--workers", type=int, default=2, help="simulation processes on CPU")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the preset")
+    p.add_argument("--seed", type=int, help="cohort seed (another simulated cohort per seed)")
     p.set_defaults(func=_cmd_study)
 
     p = sub.add_parser(

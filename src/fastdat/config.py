@@ -87,6 +87,18 @@ def apply_overrides(data: dict[str, Any], sets: list[str] | None) -> dict[str, A
     return out
 
 
+def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``["a.b: 1 -> 2", ...]``: the dotted keys whose values differ between two nested dicts."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        va, vb = old.get(k), new.get(k)
+        if isinstance(va, dict) and isinstance(vb, dict):
+            out += config_diff(va, vb, f"{prefix}{k}.")
+        elif va != vb:
+            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
+    return out
+
+
 def load_preset(stage: str, name: str) -> dict[str, Any]:
     """The partial config dict of preset ``name`` for ``stage`` (e.g. ``simulate``/``quick``)."""
     folder = resources.files("fastdat") / "presets" / stage

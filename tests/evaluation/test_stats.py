@@ -435,3 +435,38 @@ def test_run_stats_errors(tmp_path):
         run_stats("kappa", same)
     with pytest.raises(StatsInputError, match="p_adjust"):
         run_stats("dunn", path, p_adjust="fdr")
+
+
+def test_paired_difference_matches_scipy_ttest_rel():
+    from scipy import stats as sps
+
+    from fastdat.evaluation.stats import paired_difference
+
+    rng = np.random.default_rng(5)
+    a = rng.normal(30, 2, 12)
+    b = a - 0.8 + rng.normal(0, 0.5, 12)
+    res = paired_difference(a, b)
+    ref = sps.ttest_rel(a, b).confidence_interval(0.95)
+    assert res.mean == pytest.approx(float(np.mean(a - b)), rel=1e-12)
+    assert (res.low, res.high) == pytest.approx((ref.low, ref.high), rel=1e-10)
+    assert res.p_wilcoxon == pytest.approx(sps.wilcoxon(a, b).pvalue, rel=1e-12)
+    assert res.n == 12 and res.enough
+    assert not paired_difference(a[:5], b[:5]).enough  # exact signed-rank p >= 0.0625 at n = 5
+
+
+def test_equivalence_matches_statsmodels_ttost_paired():
+    from statsmodels.stats.weightstats import ttost_paired
+
+    from fastdat.evaluation.stats import equivalence
+
+    rng = np.random.default_rng(6)
+    for shift, margin in ((0.02, 0.2), (0.15, 0.2), (0.5, 0.2)):
+        a = rng.normal(2.0, 0.5, 20)
+        b = a - shift + rng.normal(0, 0.15, 20)
+        res = equivalence(a, b, margin)
+        p_ref = ttost_paired(a, b, -margin, margin)[0]
+        assert res["p"] == pytest.approx(p_ref, rel=1e-9)
+        assert res["equivalent"] == (p_ref < 0.05)
+        assert res["ci90_low"] < res["mean"] < res["ci90_high"]
+    with pytest.raises(ValueError, match="margin"):
+        equivalence(a, b, 0.0)

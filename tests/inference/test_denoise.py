@@ -20,10 +20,11 @@ from fastdat.data.dicom import scan_folder
 from fastdat.data.localize import locate_striata
 from fastdat.evaluation.evaluate import predict
 from fastdat.inference import denoise, denoise_path, load_denoiser
-from fastdat.inference.denoise import DEFAULT_MODEL, check_voxel
+from fastdat.inference.denoise import check_voxel
 from fastdat.io.dicom import series_volume
 from fastdat.io.dicom_write import write_nm_volume
 from fastdat.models import build_model
+from fastdat.models.checkpoint import PACKAGED
 from fastdat.simulate.cohort import resolve_config, simulate_cohort
 
 STRIATUM = (1, 2, 3, 4, 5, 6)
@@ -90,12 +91,12 @@ def _stack(folder, vol, affine, positions=None):
 
 
 def test_default_model_is_small_documented_and_marked_simulated():
-    weights = DEFAULT_MODEL.with_name("default.safetensors")
+    weights = PACKAGED["default"].with_name("default.safetensors")
     assert weights.stat().st_size <= 5 * 1024**2
-    meta = json.loads(DEFAULT_MODEL.with_name("default.json").read_text())
+    meta = json.loads(PACKAGED["default"].with_name("default.json").read_text())
     assert meta["training_voxel_mm"] == pytest.approx(3.3)
     assert "simulated" in meta["trained_on"] and "research" in meta["intended_use"]
-    card = DEFAULT_MODEL.with_name("MODEL_CARD.md").read_text()
+    card = PACKAGED["default"].with_name("MODEL_CARD.md").read_text()
     for needle in ("fastdat train", "fastdat evaluate", "simulated", "PSNR", "SSIM"):
         assert needle in card
 

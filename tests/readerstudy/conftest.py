@@ -30,7 +30,7 @@ def eval_dir(tmp_path_factory) -> Path:
     ev.mkdir()
     doc = {
         "dataset": str(ds.resolve()),
-        "runs": [str((root / "runs" / "u1").resolve())],
+        "networks": {"unet1": str((root / "runs" / "u1" / "best").resolve())},
         "baselines": ["gaussian"],
         "provenance": {"fastdat_version": "test"},
     }

@@ -128,7 +128,7 @@ def test_each_image_is_its_method_in_the_case_window(base_study, eval_dir):
 
     cfg = yaml.safe_load((eval_dir / "config.yaml").read_text())
     crops, index = load_crops(cfg["dataset"])
-    model = load_model(Path(cfg["runs"][0]) / "best")
+    model = load_model(cfg["networks"]["unet1"])
     key = _key(base_study)
     for img in key["images"]:
         case = key["cases"][img["case"]]

@@ -37,3 +37,21 @@ def test_create_then_analyze(eval_dir, tmp_path, capsys):
     bad = ["--methods", "5min,unet9", "--out", str(tmp_path / "x")]
     assert main([*argv[:6], *bad]) == 2
     assert "unknown method 'unet9'" in capsys.readouterr().err
+
+
+def test_create_with_a_dataset_or_missing_folder_is_a_clear_error(eval_dir, tmp_path, capsys):
+    """--eval given a dataset folder (it has a config.yaml too) or nothing: exit 2, no traceback,
+    a message naming the folder, and no study folder written."""
+    import yaml
+
+    dataset = yaml.safe_load((eval_dir / "config.yaml").read_text())["dataset"]
+    (tmp_path / "ds").mkdir()
+    (tmp_path / "ds" / "config.yaml").write_text("fingerprint: abc\ndataset: {crop: 64}\n")
+    for given in (dataset, str(tmp_path / "ds"), str(tmp_path / "nowhere")):
+        out = tmp_path / ("study-" + given.replace("/", "_")[-12:])
+        argv = ["reader-study", "create", "--eval", given, "--cases", "2", "--out", str(out)]
+        assert main([*argv, "--device", "cpu"]) == 2
+        err = capsys.readouterr().err
+        assert given in err and "Traceback" not in err
+        assert "evaluation folder" in err or "no such folder" in err
+        assert not out.exists()

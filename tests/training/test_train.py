@@ -218,3 +218,42 @@ def test_shift_augmentation_moves_input_and_target_together():
     assert torch.equal(torch.rand(4, generator=g1), torch.rand(4, generator=g2))
     with pytest.raises(ValueError, match="shift_px"):
         TrainConfig(shift_px=-1)
+
+
+def test_finetuning_starts_from_the_checkpoint_and_keeps_it_if_nothing_improves(
+    dataset, tmp_path
+):
+    """``init``: epoch 0 is the checkpoint itself (same validation loss as evaluating it), it is
+    the best checkpoint until an epoch beats it on validation, and the run records where it
+    started; a checkpoint of another architecture is refused by name."""
+    from dataclasses import replace
+
+    start = tmp_path / "start"
+    loop.train(dataset, start, replace(CFG, max_epochs=1), "cpu", progress=False)
+    base = load_model(start / "best")
+    data, _ = loop.load_split_tensors(dataset, CFG, torch.device("cpu"))
+    expected = loop.evaluate_split(base, *data["val"], CFG)["loss"]
+
+    ft = tmp_path / "ft"
+    cfg = replace(CFG, init=str(start), lr=1e-12, max_epochs=2, patience=100)
+    loop.train(dataset, ft, cfg, "cpu", progress=False)
+    state = json.loads((ft / "state.json").read_text())
+    meta = json.loads((ft / "best.json").read_text())
+    assert meta["init"]["checkpoint"] == str(start / "best")
+    assert meta["init"]["weights_sha256"] == json.loads((start / "best.json").read_text())[
+        "weights_sha256"
+    ]
+    if state["best_epoch"] == 0:  # lr ~ 0: no epoch can beat the start except by round-off
+        assert meta["val"]["loss"] == pytest.approx(expected, rel=1e-6)
+        for k, v in load_model(ft / "best").state_dict().items():
+            assert torch.equal(v, base.state_dict()[k]), k
+    assert state["best_val"] <= expected + 1e-9
+
+    with pytest.raises(ValueError, match="differs from the config"):
+        loop.train(
+            dataset,
+            tmp_path / "bad",
+            replace(CFG, init=str(start), model_kwargs={"features": 4}),
+            "cpu",
+            progress=False,
+        )

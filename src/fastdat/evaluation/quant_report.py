@@ -10,23 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from fastdat.evaluation.report import FILTERS
+from fastdat.evaluation.methods import LONG, TRUTH
 
-RAW, LONG, TRUTH = "5min", "25min", "truth"
 GRADE_COLOURS = ("tab:green", "tab:olive", "tab:orange", "tab:red")
-
-
-def key_methods(summary, methods: list[str]) -> dict[str, str]:
-    """Raw 5-min, the best filter and the best model by mean PSNR (``summary.csv``)."""
-    s = summary.set_index("method")["psnr_mean"]
-    filters = [m for m in methods if m in FILTERS and m in s.index]
-    models = [m for m in methods if m not in (*FILTERS, RAW, LONG, TRUTH) and m in s.index]
-    out = {"raw 5-min": RAW}
-    if filters:
-        out["best filter"] = max(filters, key=lambda m: s[m])
-    if models:
-        out["best model"] = max(models, key=lambda m: s[m])
-    return out
 
 
 def _fig_bytes(fig) -> bytes:
@@ -100,27 +86,6 @@ def _recovery_fig(table) -> bytes:
     return _fig_bytes(fig)
 
 
-def _by_grade_fig(table, methods: list[str]) -> bytes:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    test = table[table["split"] == "test"]
-    fig, axes = plt.subplots(1, 4, figsize=(max(10, 0.5 * len(methods) * 4), 3.6), sharey=True)
-    for g, ax in enumerate(axes):
-        data = [
-            test[(test["method"] == m) & (test["grade"] == g)]["putamen"].dropna().to_numpy()
-            for m in methods
-        ]
-        ax.boxplot(data, showfliers=False)
-        ax.set_xticks(range(1, len(methods) + 1), methods, rotation=60, ha="right", fontsize=7)
-        ax.set_title(f"striata of grade {g}", fontsize=9)
-    axes[0].set_ylabel("putamen SBR (template VOI)")
-    fig.tight_layout()
-    return _fig_bytes(fig)
-
-
 def _f(v: Any, digits: int = 2) -> str:
     try:
         v = float(v)
@@ -129,17 +94,26 @@ def _f(v: Any, digits: int = 2) -> str:
     return "&ndash;" if not np.isfinite(v) else f"{v:.{digits}f}"
 
 
-def write_section(out, table, agreement, grading, normals, cfg, summary, failures) -> Path:
-    """Write the figures and ``section.html`` into ``out``; returns the section's path."""
+def _kci(ci) -> str:
+    return f"<small>[{_f(ci[0], 2)}, {_f(ci[1], 2)}]</small>" if ci else ""
+
+
+def write_section(out, table, agreement, grading, normals, cfg, keys, failures, head) -> Path:
+    """Write the figures and ``section.html`` into ``out``; returns the section's path.
+
+    ``keys``: label -> method of the methods the section leads with (raw 5-min and the best
+    filter and network, chosen on validation); ``head``: :func:`.quant_study.sbr_headline`.
+    """
     import pandas as pd
+
+    from fastdat.evaluation.figures import by_grade_figure
 
     out = Path(out)
     methods = list(dict.fromkeys(m for m in table["method"] if m != TRUTH))
-    keys = key_methods(summary, methods)
     figs = {
         "bland_altman": _bland_altman_fig(table, keys),
         "recovery": _recovery_fig(table),
-        "by_grade": _by_grade_fig(table, [*methods, TRUTH]),
+        "by_grade": by_grade_figure(table, [*methods, TRUTH]),
     }
     for name, data in figs.items():
         tmp = out / f".{name}.png.tmp"
@@ -179,9 +153,11 @@ def write_section(out, table, agreement, grading, normals, cfg, summary, failure
     shown = list(dict.fromkeys(keys.values()))
     kap_rows = "".join(
         f"<tr><td>{html.escape(m)}</td><td>{rec['n']}</td>"
-        f"<td>{_f(rec.get('kappa_quadratic_vs_truth'), 3)}</td>"
+        f"<td>{_f(rec.get('kappa_quadratic_vs_truth'), 3)} "
+        f"{_kci(rec.get('kappa_quadratic_vs_truth_ci'))}</td>"
         f"<td>{_f(rec.get('kappa_linear_vs_truth'), 3)}</td>"
-        f"<td>{_f(rec.get('kappa_quadratic_vs_25min'), 3)}</td>"
+        f"<td>{_f(rec.get('kappa_quadratic_vs_25min'), 3)} "
+        f"{_kci(rec.get('kappa_quadratic_vs_25min_ci'))}</td>"
         f"<td>{_f(rec.get('kappa_linear_vs_25min'), 3)}</td>"
         f"<td>{_f(rec.get('exact_agreement_vs_truth'), 2)}</td></tr>"
         for m, rec in grading["methods"].items()
@@ -198,6 +174,21 @@ def write_section(out, table, agreement, grading, normals, cfg, summary, failure
         else ""
     )
     vs_long = ba_rows(LONG, "putamen", [m for m in methods if m != LONG])
+    south_long = ba_rows(LONG, "southampton", [m for m in methods if m != LONG])
+    south_truth = ba_rows(TRUTH, "southampton", methods)
+    n_test = int(table.loc[table["split"] == "test", "study_id"].nunique())
+    small = (
+        f"<p class=note><b>Only {n_test} test patients: too few to conclude anything about "
+        "SBR or grading.</b></p>"
+        if n_test < 6
+        else ""
+    )
+    eq_rows = "".join(
+        f"<tr><td>{html.escape(m)}</td><td>{e['n']}</td><td>{e['mean']:+.3f}</td>"
+        f"<td>[{e['ci90_low']:+.3f}, {e['ci90_high']:+.3f}]</td><td>{e['p']:.3g}</td>"
+        f"<td>{'yes' if e['equivalent'] else 'not shown'}</td></tr>"
+        for m, e in head["equivalence"].items()
+    )
     recovery = ba_rows(TRUTH, "striatum", [LONG], "template VOI, {} image") + ba_rows(
         TRUTH, "southampton", [LONG], "Southampton, {} image"
     )
@@ -206,14 +197,20 @@ def write_section(out, table, agreement, grading, normals, cfg, summary, failure
 template VOIs placed automatically (no truth labels) and with the Southampton method
 (V<sub>s</sub> = {cfg.striatal_volume_ml:.2f} mL, margin {cfg.southampton_margin_mm:g} mm), on the
 crop over all axial slices. Unit: one striatum (side) of a test subject. Bias and 95 % limits of
-agreement (Bland-Altman), and ICC(A,1) below each.</p>{fail}
+agreement (Bland-Altman), and ICC(A,1) below each. The headline CIs and the equivalence test
+count patients (each patient's two striata averaged).</p>{small}{fail}
+<h3>Is putamen SBR equivalent to the 25-min image's? (TOST, margin &plusmn;{head["margin"]:g})</h3>
+<table><tr><th>method</th><th>patients</th><th>bias</th><th>90 % CI</th><th>TOST p</th>
+<th>equivalent</th></tr>{eq_rows}</table>
 <h3>Putamen SBR against the 25-min image</h3>{vs_long}
 <img src="data:image/png;base64,{b64["bland_altman"]}" style="max-width:100%">
 <h3>Putamen SBR against the truth</h3>{ba_rows(TRUTH, "putamen", [*shown, LONG])}
+<h3>Southampton SBR against the 25-min image</h3>{south_long}
+<h3>Southampton SBR against the truth</h3>{south_truth}
 <h3>Striatal SBR against the truth: template VOI vs Southampton (25-min image)</h3>
 {recovery}
 <img src="data:image/png;base64,{b64["recovery"]}">
-<h3>Putamen SBR by grade</h3>
+<h3>Putamen SBR by grade (every test striatum)</h3>
 <img src="data:image/png;base64,{b64["by_grade"]}" style="max-width:100%">
 <h3>Automated grading</h3>{grading_html}"""
     path = out / "section.html"
@@ -232,6 +229,8 @@ def _grading_html(grading, normals, kap_rows: str) -> str:
 Thresholds calibrated on the same images: putamen z &lt; {rule["normal_z"]:g} &rarr; grade &ge; 1,
 &lt; {rule["absent_z"]:g} &rarr; 2; caudate z &lt; {rule["caudate_z"]:g} &rarr; 3 (training kappa
 {_f(grading["calibration_quadratic_kappa"], 3)}).</p>
+<p>Unit: one striatum (n below); the two striata of a patient are not independent, so the
+Wald 95 % CIs in brackets are optimistic.</p>
 <table><tr><th>method</th><th>n</th><th>&kappa;<sub>quadratic</sub> vs truth</th>
 <th>&kappa;<sub>linear</sub> vs truth</th><th>&kappa;<sub>quadratic</sub> vs 25-min grades</th>
 <th>&kappa;<sub>linear</sub> vs 25-min grades</th><th>exact vs truth</th></tr>{kap_rows}</table>"""

@@ -42,6 +42,10 @@ MEASURES = {  # name -> (sbr.csv column, what it is)
     "striatum": ("striatum", "striatum SBR, template VOI"),
     "southampton": ("southampton", "striatum SBR, Southampton"),
 }
+SBR_MARGIN = 0.2
+"""Equivalence margin of putamen SBR against the 25-min image (SBR units). About 10 % of a
+normal template-VOI putamen SBR (~2 clinically, 3.4 on FastDaT's images) and two thirds of the SD
+of healthy putamen SBR in PPMI (0.3): a difference a reader of SBR tables would not act on."""
 VALUE_KEYS = (
     "caudate",
     "putamen",
@@ -90,7 +94,7 @@ def quantify_study(
     sim_dir: str | Path,
     dataset: str | Path,
     eval_dir: str | Path,
-    runs: list[str | Path],
+    runs: list[str | Path] | dict[str, str | Path] | None = None,
     out_dir: str | Path | None = None,
     device: torch.device | str = "cpu",
     cfg: QuantConfig | None = None,
@@ -101,17 +105,19 @@ def quantify_study(
         sim_dir: The simulated cohort (truth and labels).
         dataset: The dataset built from it (splits and crop corners).
         eval_dir: The evaluation (``baselines.json``: tuned filters, ``summary.csv``).
-        runs: Trained model runs, as given to ``evaluate``.
+        runs: The networks, as given to ``evaluate``; by default those its ``config.yaml``
+            records.
         out_dir: Output folder; ``EVAL/quant`` by default.
         device: Torch device for the models.
         cfg: VOI settings; the Southampton ``V_s`` defaults to the template's striatal volume.
     """
     import pandas as pd
+    import yaml
 
     from fastdat.data.dataset import sources_from_simulation
     from fastdat.data.localize import template_phantom
     from fastdat.models import load_model
-    from fastdat.models.checkpoint import read_sidecar
+    from fastdat.models.checkpoint import network_labels
 
     dataset, eval_dir = Path(dataset), Path(eval_dir)
     out = Path(out_dir) if out_dir else eval_dir / "quant"
@@ -125,12 +131,9 @@ def quantify_study(
     )
     tuned = json.loads((eval_dir / "baselines.json").read_text())
     size = _dataset_crop(dataset)
-    models = {}
-    for run in runs:
-        name = read_sidecar(Path(run) / "best")["model"]["name"]
-        models[name if name not in models else f"{name}:{Path(run).name}"] = load_model(
-            Path(run) / "best", device=device
-        )
+    if runs is None:
+        runs = (yaml.safe_load((eval_dir / "config.yaml").read_text()) or {}).get("networks", {})
+    models = {k: load_model(v, device=device) for k, v in network_labels(runs).items()}
     sources = [
         s for s in sources_from_simulation(sim_dir, (RAW, LONG)) if s.study_id in studies.index
     ]
@@ -185,13 +188,52 @@ def quantify_study(
     write_csv(out / "agreement.csv", agreement)
     from fastdat.evaluation.quant_report import write_section
 
-    summary = pd.read_csv(eval_dir / "summary.csv")
-    section = write_section(out, table, agreement, grading, normals, cfg, summary, failures)
-    from fastdat.evaluation.report import add_section
+    best = json.loads((eval_dir / "headline.json").read_text())["best"]
+    keys = {"raw 5-min": RAW}
+    keys.update({f"best {k}": v for k, v in best.items() if v})
+    head = sbr_headline(table, [*keys.values(), LONG], grading)
+    write_json(out / "headline.json", head)
+    return write_section(out, table, agreement, grading, normals, cfg, keys, failures, head)
 
-    if (eval_dir / "report.html").exists():
-        add_section(eval_dir / "report.html", "quantification", section.read_text())
-    return section
+
+def sbr_headline(table, methods: list[str], grading: dict[str, Any]) -> dict[str, Any]:
+    """Patient-level SBR bias with 95 % CIs of ``methods`` against 25-min and truth, the TOST
+    equivalence of putamen SBR with 25-min (margin :data:`SBR_MARGIN`) and grading kappas.
+
+    Each test patient contributes the mean of its two striata's differences, so the CIs count
+    patients, not striata.
+    """
+    from fastdat.evaluation.stats import equivalence, paired_difference
+
+    test = table[table["split"] == "test"]
+    out: dict[str, Any] = {"margin": SBR_MARGIN, "methods": {}, "equivalence": {}}
+    for m in methods:
+        rec: dict[str, Any] = {}
+        for measure in ("putamen", "southampton"):
+            for ref in (LONG, TRUTH):
+                if m == ref:
+                    continue
+                a, b = _patient_pairs(test, m, ref, measure)
+                if len(a) >= 2:
+                    rec[f"{measure}_vs_{ref}"] = paired_difference(a, b).__dict__
+                if measure == "putamen" and ref == LONG and len(a) >= 2:
+                    out["equivalence"][m] = equivalence(a, b, SBR_MARGIN)
+        kap = grading.get("methods", {}).get(m, {})
+        if "kappa_quadratic_vs_truth" in kap:
+            rec["kappa_quadratic_vs_truth"] = kap["kappa_quadratic_vs_truth"]
+            rec["kappa_quadratic_vs_truth_ci"] = kap["kappa_quadratic_vs_truth_ci"]
+            rec["n_striata"] = kap["n"]
+        out["methods"][m] = rec
+    return out
+
+
+def _patient_pairs(test, method: str, ref: str, measure: str) -> tuple[np.ndarray, np.ndarray]:
+    """Per test patient, the mean over its striata of ``measure`` for ``method`` and ``ref``."""
+    cur = test[test["method"] == method].set_index(["study_id", "side"])[measure]
+    other = test[test["method"] == ref].set_index(["study_id", "side"])[measure]
+    joined = cur.rename("a").to_frame().join(other.rename("b")).dropna()
+    per = joined.groupby(level="study_id").mean()
+    return per["a"].to_numpy(float), per["b"].to_numpy(float)
 
 
 def _dataset_crop(dataset: Path) -> int:

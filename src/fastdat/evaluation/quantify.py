@@ -20,7 +20,13 @@ from typing import Any
 
 import numpy as np
 
-from fastdat.evaluation.sbr import SIDES, NoStriatumError, QuantConfig, quantify_volume
+from fastdat.evaluation.sbr import (
+    OCCIPITAL,
+    SIDES,
+    NoStriatumError,
+    QuantConfig,
+    quantify_volume,
+)
 
 log = logging.getLogger(__name__)
 
@@ -157,28 +163,55 @@ def quantify_images(
     return out / "sbr.csv", rows
 
 
+def _voi_window(volume: np.ndarray, vois) -> float:
+    """Top of the display window of :func:`_voi_figure`: the maximum inside the drawn VOIs.
+
+    Readers window DaT SPECT to the striatal maximum, so that the shape of the striata and their
+    contrast to the background are seen without clipping. The former window, the 99.9th
+    percentile of the whole volume, depended on the field of view, not on the anatomy: its
+    hottest 0.1 % (about 1600 voxels of a 128 x 128 x 96 grid) is more than a normal striatum
+    holds, so 30-60 % of the striatal voxels were clipped into a flat blob; in a grade-3 scan it
+    fell to the brain background, saturating the residual striatum and much of the brain. The
+    maximum over the striatal, Southampton and occipital VOIs is the striatal peak in a normal
+    scan and, where striatal uptake has fallen to background, the brain's own level, so neither
+    kind saturates; hot spots outside the VOIs (scatter outside the head, extracerebral uptake,
+    a stray voxel at the edge of the field) do not set it.
+    """
+    mask = np.isin(vois.labels, (1, 2, 3, 4, 5, 6, OCCIPITAL))
+    for side in SIDES:
+        mask |= vois.southampton[side]
+    values = np.asarray(volume)[mask] if mask.any() else np.asarray(volume)
+    top = float(np.nanmax(values)) if values.size else 0.0
+    return top if np.isfinite(top) and top > 0 else 1.0
+
+
 def _voi_figure(volume: np.ndarray, vois, path: Path, title: str) -> None:
-    """Three transaxial slices through the striata with the VOI outlines (visual QC)."""
+    """Three transaxial slices through the striata and one through the occipital reference, with
+    the VOI outlines (visual QC); radiological view, one window (see :func:`_voi_window`)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fastdat.plotting import save_figure, show_transaxial
+    from fastdat.plotting import add_colorbar, save_figure, show_transaxial
 
     lab = vois.labels
     z = np.nonzero(np.isin(lab, range(1, 7)).sum((0, 1)))[0]
-    zo = np.nonzero((lab == 7).sum((0, 1)))[0]
+    zo = np.nonzero((lab == OCCIPITAL).sum((0, 1)))[0]
     slices = [int(z[len(z) // 4]), int(z[len(z) // 2]), int(z[3 * len(z) // 4]), int(np.median(zo))]
-    fig, axes = plt.subplots(1, len(slices), figsize=(3.2 * len(slices), 3.4))
-    vmax = float(np.percentile(volume, 99.9))
-    for ax, k in zip(axes, slices, strict=True):
-        show_transaxial(ax, volume[:, :, k], vmax, f"slice {k}")
+    names = ["striatum", "striatum", "striatum", "occipital reference"]
+    fig, axes = plt.subplots(
+        1, len(slices), figsize=(3.0 * len(slices) + 1.0, 3.6), layout="constrained"
+    )
+    vmax = _voi_window(volume, vois)
+    im = None
+    for ax, k, name in zip(axes, slices, names, strict=True):
+        im = show_transaxial(ax, volume[:, :, k], vmax, f"slice {k} ({name})", fontsize=8)
         for ids, colour in (
             ((1, 2), "cyan"),
             ((3, 4), "lime"),
             ((5, 6), "yellow"),
-            ((7,), "white"),
+            ((OCCIPITAL,), "white"),
         ):
             m = np.isin(lab[:, :, k], ids).T.astype(float)
             if m.any():
@@ -187,9 +220,11 @@ def _voi_figure(volume: np.ndarray, vois, path: Path, title: str) -> None:
             m = vois.southampton[side][:, :, k].T.astype(float)
             if m.any():
                 ax.contour(m, levels=[0.5], colors="magenta", linewidths=0.6, linestyles="--")
+    add_colorbar(im, ax=list(axes), unit="image value (input units)", fontsize=7)
     fig.suptitle(
         f"{title}: caudate cyan, anterior / posterior putamen green / yellow, occipital white, "
-        "Southampton dashed",
+        "Southampton dashed.\nWindow 0 to the maximum inside the VOIs; radiological view "
+        "(R = patient's right).",
         fontsize=8,
     )
     save_figure(fig, path)

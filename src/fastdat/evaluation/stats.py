@@ -397,6 +397,80 @@ def bland_altman(a: Any, b: Any) -> BlandAltman:
     return BlandAltman(bias, sd, lo, hi, n, *cis)
 
 
+MIN_PAIRED_N = 6
+"""Fewest paired units with which an exact two-sided signed-rank test can reach p < 0.05
+(``2 / 2^n < 0.05``); below it a comparison is reported as "too few to conclude"."""
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Mean of paired differences ``a - b`` with its t-based CI and the signed-rank test.
+
+    Attributes:
+        mean: Mean difference. low, high: Its ``level`` CI (``mean +- t_{(1+level)/2, n-1}
+            SD / sqrt(n)``). n: Paired units. level: CI level.
+        p_wilcoxon: Two-sided Wilcoxon signed-rank p (``scipy.stats.wilcoxon`` defaults; 1
+            when every difference is zero). enough: ``n >= MIN_PAIRED_N``.
+    """
+
+    mean: float
+    low: float
+    high: float
+    n: int
+    level: float
+    p_wilcoxon: float
+    enough: bool
+
+
+def paired_difference(a: Any, b: Any, level: float = 0.95) -> PairedDifference:
+    """Mean paired difference ``a - b`` over units (patients), its CI and signed-rank p.
+
+    Args:
+        a, b: 1-D, equal length ``n >= 2``, one value per unit (e.g. a patient's mean PSNR).
+        level: Confidence level of the interval.
+    """
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape or a.size < 2:
+        raise ValueError(f"paired difference needs two 1-D arrays of length >= 2, got {a.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError("paired difference: missing or non-finite values")
+    d = a - b
+    n = d.size
+    mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(n))
+    h = float(sps.t.ppf((1 + level) / 2, n - 1)) * se
+    p = 1.0 if np.allclose(d, 0) else float(sps.wilcoxon(a, b).pvalue)
+    return PairedDifference(mean, mean - h, mean + h, n, level, p, n >= MIN_PAIRED_N)
+
+
+def equivalence(a: Any, b: Any, margin: float) -> dict[str, float | bool | int]:
+    """Two one-sided t-tests (TOST) of ``|mean(a - b)| < margin`` for paired values.
+
+    Equivalence at the 5 % level is shown when the 90 % CI of the mean difference lies inside
+    ``(-margin, margin)``; ``p`` is the larger of the two one-sided p-values (Schuirmann 1987).
+    """
+    if margin <= 0:
+        raise ValueError(f"equivalence margin must be > 0, got {margin}")
+    d = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    ci = paired_difference(a, b, level=0.90)
+    n = d.size
+    se = float(d.std(ddof=1) / np.sqrt(n))
+    if se == 0:
+        p = 0.0 if abs(ci.mean) < margin else 1.0
+    else:
+        p_low = float(sps.t.sf((ci.mean + margin) / se, n - 1))
+        p_high = float(sps.t.cdf((ci.mean - margin) / se, n - 1))
+        p = max(p_low, p_high)
+    return {
+        "margin": float(margin),
+        "mean": ci.mean,
+        "ci90_low": ci.low,
+        "ci90_high": ci.high,
+        "n": n,
+        "p": p,
+        "equivalent": bool(p < 0.05),
+    }
+
+
 def run_stats(kind: str, path: str | Path, **options: Any) -> dict[str, Any]:
     """One analysis of a CSV file as a JSON-ready dict: :func:`.stats_io.run_stats`."""
     from fastdat.evaluation.stats_io import run_stats as run

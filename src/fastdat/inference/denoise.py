@@ -45,7 +45,6 @@ from fastdat.models.registry import ImageToImage
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = Path(__file__).resolve().parents[1] / "models" / "default" / "default"
 SIMULATED_NOTICE = (
     "the default model was trained on simulated data (FastDaT's simulated paper cohort); "
     "research use only, not for diagnosis"
@@ -64,13 +63,13 @@ def load_denoiser(
     ``model``: a network from :func:`fastdat.models.build_model`, a checkpoint path (``RUN/best``
     or its ``.safetensors`` / ``.json``) or ``"default"`` (the packaged model).
     """
-    from fastdat.models.checkpoint import load_model, read_sidecar
+    from fastdat.models.checkpoint import PACKAGED, load_model, read_sidecar
 
     if isinstance(model, ImageToImage):
         return model.to(device).eval(), {}
     if not isinstance(model, str | Path):
         raise TypeError(f"model must be a FastDaT network, a checkpoint path or 'default': {model}")
-    path = DEFAULT_MODEL if str(model) == "default" else Path(model)
+    path = PACKAGED["default"] if str(model) == "default" else Path(model)
     meta = read_sidecar(path)
     meta["path"] = str(path)
     net = load_model(path, device)

@@ -97,3 +97,49 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> ImageToI
             f"(missing {missing[:3]}, unexpected {unexpected[:3]})"
         )
     return model.to(device).eval()
+
+
+PACKAGED = {"default": Path(__file__).resolve().parent / "default" / "default"}
+"""Networks shipped with the package, by name (``--model default``)."""
+
+
+def resolve_checkpoint(ref: str | Path) -> Path:
+    """The checkpoint stem (``STEM.safetensors`` + ``STEM.json``) a user's reference names.
+
+    Args:
+        ref: ``"default"`` (a packaged network), a training run folder (its ``best``
+            checkpoint), or a checkpoint path with or without ``.safetensors`` / ``.json``.
+
+    Raises:
+        FileNotFoundError: Nothing of that name holds a FastDaT sidecar.
+    """
+    if str(ref) in PACKAGED:
+        return PACKAGED[str(ref)]
+    p = Path(ref)
+    if p.is_dir():
+        if (p / "best.json").exists():
+            return p / "best"
+        raise FileNotFoundError(f"{p}: a folder without best.json is not a training run")
+    stem = p.with_suffix("") if p.suffix in (".safetensors", ".json") else p
+    if not stem.with_name(stem.name + ".json").exists():
+        raise FileNotFoundError(f"{ref}: no FastDaT model (no {stem.name}.json sidecar)")
+    return stem
+
+
+def network_labels(refs: list[str | Path] | dict[str, str | Path]) -> dict[str, Path]:
+    """``{method label: checkpoint stem}`` for the networks an evaluation compares.
+
+    A mapping keeps its labels. In a list, a run is labelled by its registry name (``unet4``), a
+    packaged network by its package name (``default``), and a second network of the same
+    architecture by ``name:folder``.
+    """
+    if isinstance(refs, dict):
+        return {str(k): resolve_checkpoint(v) for k, v in refs.items()}
+    out: dict[str, Path] = {}
+    for ref in refs:
+        stem = resolve_checkpoint(ref)
+        label = str(ref) if str(ref) in PACKAGED else read_sidecar(stem)["model"]["name"]
+        if label in out:
+            label = f"{label}:{Path(ref).name}"
+        out[label] = stem
+    return out

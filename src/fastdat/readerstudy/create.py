@@ -2,7 +2,7 @@
 
 ``create_study(EVAL, STUDY, cfg)`` picks ``cfg.cases`` test studies of the evaluated dataset
 (seeded, stratified by the worse hemisphere's grade), makes every method's images of them (the
-dataset's own crops for ``5min`` / ``25min``, a trained model of ``EVAL/config.yaml``'s runs, or a
+dataset's own crops for ``5min`` / ``25min``, a network of ``EVAL/config.yaml``, or a
 filter tuned in ``EVAL/baselines.json``), renders one anonymous PNG per case and method, and gives
 every reader every image once, in an order shuffled per reader, followed by a share of repeats for
 intra-reader reliability. ``STUDY`` receives::
@@ -176,20 +176,42 @@ def method_images(
         return bl.apply(method, x5, params), {"kind": "filter", "params": params}
     from fastdat.evaluation.evaluate import predict
     from fastdat.models import load_model
-    from fastdat.models.checkpoint import read_sidecar
 
-    runs = [Path(r) for r in eval_cfg.get("runs", [])]
-    known = []
-    for run in runs:
-        name = read_sidecar(run / "best")["model"]["name"]
-        known.append(name)
-        if method in (name, f"{name}:{run.name}", run.name):
-            model = load_model(run / "best", device=device)
-            return predict(model, x5, device).astype(np.float64), {"kind": "model", "run": str(run)}
+    networks = eval_cfg.get("networks") or {}
+    known = list(networks)
+    if method in networks:
+        model = load_model(networks[method], device=device)
+        pred = predict(model, x5, device).astype(np.float64)
+        return pred, {"kind": "model", "checkpoint": str(networks[method])}
     raise ValueError(
         f"reader study: unknown method {method!r} (crops: {', '.join(sorted(crops))}; models: "
         f"{', '.join(known) or 'none'}; filters: {', '.join(bl.FILTERS)})"
     )
+
+
+def _eval_config(eval_dir: Path) -> dict[str, Any]:
+    """``EVAL/config.yaml`` of an evaluation folder, or a clear error naming what was given."""
+    import yaml
+
+    path = eval_dir / "config.yaml"
+    if not eval_dir.is_dir():
+        raise FileNotFoundError(f"--eval {eval_dir}: no such folder")
+    if not path.exists():
+        raise ValueError(
+            f"--eval {eval_dir}: not an evaluation folder (no config.yaml); give the folder "
+            "written by 'fastdat evaluate' or a study's eval/"
+        )
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise ValueError(f"{path}: not valid YAML ({err})") from err
+    if not isinstance(doc, dict) or "dataset" not in doc or "baselines" not in doc:
+        what = "a dataset folder" if isinstance(doc, dict) and "fingerprint" in doc else "not"
+        raise ValueError(
+            f"--eval {eval_dir}: {what} an evaluation folder (its config.yaml names no evaluated "
+            "dataset); give the folder written by 'fastdat evaluate' or a study's eval/"
+        )
+    return doc
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -215,7 +237,7 @@ def create_study(
     eval_dir, out_dir = Path(eval_dir), Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir} exists and is not empty; a study is never overwritten")
-    eval_cfg = yaml.safe_load((eval_dir / "config.yaml").read_text()) or {}
+    eval_cfg = _eval_config(eval_dir)
     crops, index = load_crops(eval_cfg["dataset"])
     if "25min" not in crops or "5min" not in crops:
         raise ValueError(f"{eval_cfg['dataset']}: the reader study needs 5min and 25min crops")

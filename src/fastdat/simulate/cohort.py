@@ -32,7 +32,7 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from fastdat.config import from_dict, provenance, to_dict
+from fastdat.config import config_diff, from_dict, provenance, to_dict
 from fastdat.simulate.acquisition import (
     AcquisitionConfig,
     ReconConfig,
@@ -302,23 +302,11 @@ def _check_existing(out_dir: Path, resolved: dict[str, Any]) -> None:
         return
     old = (yaml.safe_load(path.read_text()) or {}).get("config")
     if old != resolved:
-        diffs = _diff(old or {}, resolved)
+        diffs = config_diff(old or {}, resolved)
         raise FileExistsError(
             f"{out_dir} holds a cohort made with a different config ({', '.join(diffs[:5])}); "
             "choose a new --out to keep both"
         )
-
-
-def _diff(a: dict, b: dict, prefix: str = "") -> list[str]:
-    keys = sorted(set(a) | set(b))
-    out = []
-    for k in keys:
-        va, vb = a.get(k), b.get(k)
-        if isinstance(va, dict) and isinstance(vb, dict):
-            out += _diff(va, vb, f"{prefix}{k}.")
-        elif va != vb:
-            out.append(f"{prefix}{k}: {va!r} -> {vb!r}")
-    return out
 
 
 def _write_atomic(path: Path, text: str) -> None:
@@ -393,7 +381,13 @@ def simulate_cohort(
     graded = [r for r in rows if r["grade_left"] != ""]
     if graded:
         summary = realism_report(out_dir, graded)
-        log.info("realism: %s", json.dumps(summary))
+        log.info(
+            "realism: 5-min vs 25-min crops PSNR %.2f dB, SSIM %.3f over %d studies (%s)",
+            summary["psnr_5_vs_25"]["mean"],
+            summary["ssim_5_vs_25"]["mean"],
+            summary["n_studies"],
+            out_dir / "realism.json",
+        )
         montage(out_dir, graded, out_dir / "montage.png")
     return manifest
 

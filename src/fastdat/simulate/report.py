@@ -135,14 +135,16 @@ def montage(out_dir: str | Path, rows: list[dict[str, Any]], path: str | Path) -
     """PNG: one study per worse grade (rows); truth, 25-min and 5-min central striatal slice.
 
     Images are shown in radiological convention (patient's right on the viewer's left, anterior
-    up), each row scaled to its own 25-min crop maximum (truth to its own maximum).
+    up, ``R`` / ``L`` / ``A`` letters). The 25-min and 5-min images share one window per row, 0 to
+    the 25-min crop maximum, with one colour bar (counts / s per voxel); the truth (relative
+    activity, arbitrary units) has its own window and colour bar.
     """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fastdat.plotting import save_figure, show_transaxial
+    from fastdat.plotting import add_colorbar, save_figure, show_transaxial
 
     out_dir = Path(out_dir)
     chosen = []
@@ -150,23 +152,39 @@ def montage(out_dir: str | Path, rows: list[dict[str, Any]], path: str | Path) -
         match = [r for r in rows if max(int(r["grade_left"]), int(r["grade_right"])) == g]
         if match:
             chosen.append(match[0])
-    fig, axes = plt.subplots(len(chosen), 3, figsize=(7.5, 2.6 * len(chosen)), squeeze=False)
-    for ax_row, row in zip(axes, chosen, strict=True):
+    fs = 8
+    # columns: truth, its colour bar, a gap, 25 min, 5 min, their colour bar
+    ratios = [1.0, 0.06, 0.1, 1.0, 1.0, 0.06]
+    fig = plt.figure(figsize=(8.2, 0.6 + 2.35 * len(chosen)), layout="constrained")
+    gs = fig.add_gridspec(max(len(chosen), 1), len(ratios), width_ratios=ratios)
+    for r, row in enumerate(chosen):
         labels = _load(out_dir / row["labels"])
         size = min(64, labels.shape[0], labels.shape[1])
         slices, i0, j0 = striatal_crop(labels, size=size)
         k = slices[len(slices) // 2]
-        r25 = crops(_load(out_dir / row["recon_25min"]), [k], i0, j0, size)[0]
-        vmax = r25.max()
-        for ax, key, title in zip(
-            ax_row,
-            ("truth", "recon_25min", "recon_5min"),
-            ("truth", "25 min", "5 min"),
-            strict=True,
+        imgs = {
+            key: crops(_load(out_dir / row[key]), [k], i0, j0, size)[0]
+            for key in ("truth", "recon_25min", "recon_5min")
+        }
+        vmax = float(imgs["recon_25min"].max()) or 1.0
+        for col, key, title, cbar_col, unit in (
+            (0, "truth", "truth", 1, "activity (a.u.)"),
+            (3, "recon_25min", "25 min", None, None),
+            (4, "recon_5min", "5 min", 5, "counts / s"),
         ):
-            img = crops(_load(out_dir / row[key]), [k], i0, j0, size)[0]
-            top = img.max() if key == "truth" else vmax
-            label = f"{row['study_id']} grade L{row['grade_left']}/R{row['grade_right']}: {title}"
-            show_transaxial(ax, img, top, label, fontsize=8)
-    fig.tight_layout()
+            ax = fig.add_subplot(gs[r, col])
+            top = (float(imgs[key].max()) or 1.0) if key == "truth" else vmax
+            im = show_transaxial(ax, imgs[key], top, title if r == 0 else "", fontsize=fs + 1)
+            if col == 0:
+                ax.set_ylabel(
+                    f"{row['study_id']}\ngrade L{row['grade_left']} / R{row['grade_right']}",
+                    fontsize=fs + 1,
+                )
+            if cbar_col is not None:
+                add_colorbar(im, cax=fig.add_subplot(gs[r, cbar_col]), unit=unit, fontsize=fs)
+    fig.suptitle(
+        "Central striatal slice, one study per worse grade. 25 and 5 min share each row's window\n"
+        "(0 to the 25-min maximum); truth on its own. Radiological view: R = patient's right.",
+        fontsize=fs,
+    )
     return save_figure(fig, path, dpi=110)

@@ -28,6 +28,10 @@ class TrainConfig:
         shift_px: Random common in-plane shift of input and target, up to ``shift_px`` pixels
             per axis (edge values fill in); 0 = off (the paper's crops are always centred).
         seed: Seed of initialization, data order and augmentation.
+        init: Start from these weights instead of a random initialization (fine-tuning):
+            ``"default"`` (the packaged network), a run folder or a checkpoint path; ``""`` = off.
+            The checkpoint's architecture (``model``, ``model_kwargs``, ``residual``,
+            ``nonneg``) must equal this config's.
         bf16: bfloat16 autocast (CUDA only; ignored on CPU).
     """
 
@@ -48,6 +52,7 @@ class TrainConfig:
     intensity_scale: float = 0.1
     shift_px: int = 0
     seed: int = 0
+    init: str = ""
     bf16: bool = True
 
     def __post_init__(self) -> None:

@@ -224,6 +224,8 @@ def train(
         "dataset": str(Path(dataset).resolve()),
         "dataset_fingerprint": fingerprint,
     }
+    if cfg.init:
+        cfg_doc["init"] = _init_source(cfg)
     if (run / "config.yaml").exists():
         old = yaml.safe_load((run / "config.yaml").read_text()) or {}
         if not resume:
@@ -242,6 +244,8 @@ def train(
 
     torch.manual_seed(cfg.seed)
     model = build_model(cfg.model, residual=cfg.residual, nonneg=cfg.nonneg, **cfg.model_kwargs)
+    if cfg.init:
+        _load_init(model, cfg)
     model = model.to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     state = {"epoch": 0, "best_val": math.inf, "best_epoch": 0, "bad_epochs": 0, "history": []}
@@ -249,6 +253,12 @@ def train(
         state = _load_state(run, model, opt, device)
         state.pop("finished", None)
         log.info("resumed %s after epoch %d", run, state["epoch"])
+    if cfg.init and state["epoch"] == 0:  # fine-tuning: the starting weights are a candidate
+        val = evaluate_split(model, *data["val"], cfg)
+        state.update(best_val=val["loss"], best_epoch=0)
+        if rank == 0:
+            save_model(model, run / "best", extra={**cfg_doc, "epoch": 0, "val": val})
+        log.info("fine-tuning from %s: validation PSNR %.2f dB at epoch 0", cfg.init, val["psnr"])
     net = model
     if world > 1:
         net = torch.nn.parallel.DistributedDataParallel(
@@ -321,6 +331,29 @@ def train(
         state["finished"] = True
         _save_state(run, model, opt, state, cfg_doc)
     return run / "best.safetensors"
+
+
+def _init_source(cfg: TrainConfig) -> dict[str, Any]:
+    """Where a fine-tuning run starts: the checkpoint and its weights' SHA-256."""
+    from fastdat.models.checkpoint import read_sidecar, resolve_checkpoint
+
+    stem = resolve_checkpoint(cfg.init)
+    meta = read_sidecar(stem)
+    return {"checkpoint": str(stem), "weights_sha256": meta.get("weights_sha256")}
+
+
+def _load_init(model, cfg: TrainConfig) -> None:
+    """Copy the weights of ``cfg.init`` into ``model``; the architectures must be the same."""
+    from fastdat.models.checkpoint import load_model, resolve_checkpoint
+
+    stem = resolve_checkpoint(cfg.init)
+    start = load_model(stem)
+    if start.config != model.config:
+        raise ValueError(
+            f"train.init={cfg.init}: its network {start.config} differs from the config's "
+            f"{model.config} (set model, model_kwargs, residual and nonneg to match)"
+        )
+    model.load_state_dict(start.state_dict())
 
 
 def is_finished(run_dir: str | Path) -> bool:
