@@ -220,9 +220,7 @@ def test_shift_augmentation_moves_input_and_target_together():
         TrainConfig(shift_px=-1)
 
 
-def test_finetuning_starts_from_the_checkpoint_and_keeps_it_if_nothing_improves(
-    dataset, tmp_path
-):
+def test_finetuning_starts_from_the_checkpoint_and_keeps_it_if_nothing_improves(dataset, tmp_path):
     """``init``: epoch 0 is the checkpoint itself (same validation loss as evaluating it), it is
     the best checkpoint until an epoch beats it on validation, and the run records where it
     started; a checkpoint of another architecture is refused by name."""
@@ -240,9 +238,10 @@ def test_finetuning_starts_from_the_checkpoint_and_keeps_it_if_nothing_improves(
     state = json.loads((ft / "state.json").read_text())
     meta = json.loads((ft / "best.json").read_text())
     assert meta["init"]["checkpoint"] == str(start / "best")
-    assert meta["init"]["weights_sha256"] == json.loads((start / "best.json").read_text())[
-        "weights_sha256"
-    ]
+    assert (
+        meta["init"]["weights_sha256"]
+        == json.loads((start / "best.json").read_text())["weights_sha256"]
+    )
     if state["best_epoch"] == 0:  # lr ~ 0: no epoch can beat the start except by round-off
         assert meta["val"]["loss"] == pytest.approx(expected, rel=1e-6)
         for k, v in load_model(ft / "best").state_dict().items():
