@@ -19,3 +19,10 @@ def test_models_table(capsys):
     names = [line.split()[0] for line in out[1:]]
     assert names[:10] == list(STUDY_MODELS)
     assert "Alom" in next(x for x in out if x.startswith("r2unet"))
+
+
+def test_set_reads_exponent_floats():
+    from fastdat.config import apply_overrides
+
+    doc = apply_overrides({}, ["a.lr=1e-5", "b=3E+2", "c=1.0e-3", "d=siemens-lehr", "e=1e5x"])
+    assert doc == {"a": {"lr": 1e-5}, "b": 300.0, "c": 1e-3, "d": "siemens-lehr", "e": "1e5x"}

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import platform
+import re
 import subprocess
 import typing
 from importlib import resources
@@ -83,8 +84,19 @@ def apply_overrides(data: dict[str, Any], sets: list[str] | None) -> dict[str, A
             node = node.setdefault(p, {})
             if not isinstance(node, dict):
                 raise ValueError(f"--set {key}: '{p}' is not a config section")
-        node[parts[-1]] = yaml.safe_load(raw)
+        node[parts[-1]] = _scalar(raw)
     return out
+
+
+_EXPONENT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
+
+
+def _scalar(raw: str) -> Any:
+    """A ``--set`` value parsed as YAML, with ``1e-5`` read as a float (YAML 1.1 wants ``1.0e-5``)."""
+    value = yaml.safe_load(raw)
+    if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
+        return float(value)
+    return value
 
 
 def config_diff(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:

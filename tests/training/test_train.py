@@ -256,3 +256,23 @@ def test_finetuning_starts_from_the_checkpoint_and_keeps_it_if_nothing_improves(
             "cpu",
             progress=False,
         )
+
+
+def test_freeze_norm_keeps_batchnorm_statistics(dataset, tmp_path):
+    """With ``freeze_norm`` the running statistics of every batch-norm layer stay those of the
+    starting checkpoint while the weights train; without it they move."""
+    from dataclasses import replace
+
+    start = tmp_path / "start"
+    loop.train(dataset, start, replace(CFG, model="unet4", max_epochs=1), "cpu", progress=False)
+    base = load_model(start / "best").state_dict()
+    stats = [k for k in base if k.endswith(("running_mean", "running_var"))]
+    assert stats
+    for freeze in (True, False):
+        run = tmp_path / f"ft{freeze}"
+        cfg = replace(CFG, model="unet4", init=str(start), max_epochs=2, freeze_norm=freeze)
+        loop.train(dataset, run, cfg, "cpu", progress=False)
+        last = load_model(run / "last").state_dict()
+        same = all(torch.equal(last[k], base[k]) for k in stats)
+        assert same is freeze
+        assert not all(torch.equal(last[k], base[k]) for k in base if k not in stats)

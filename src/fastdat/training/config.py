@@ -32,6 +32,9 @@ class TrainConfig:
             ``"default"`` (the packaged network), a run folder or a checkpoint path; ``""`` = off.
             The checkpoint's architecture (``model``, ``model_kwargs``, ``residual``,
             ``nonneg``) must equal this config's.
+        freeze_norm: Keep batch-norm layers in evaluation mode while training (their running
+            statistics fixed), as when fine-tuning a network on a few patients whose small
+            batches would otherwise overwrite the statistics it was trained with.
         bf16: bfloat16 autocast (CUDA only; ignored on CPU).
     """
 
@@ -53,6 +56,7 @@ class TrainConfig:
     shift_px: int = 0
     seed: int = 0
     init: str = ""
+    freeze_norm: bool = False
     bf16: bool = True
 
     def __post_init__(self) -> None:

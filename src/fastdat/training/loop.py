@@ -274,6 +274,10 @@ def train(
         gen = torch.Generator(device=device).manual_seed(cfg.seed * 100_003 + epoch)
         order = torch.randperm(n, generator=gen, device=device)
         net.train()
+        if cfg.freeze_norm:
+            for m in model.modules():
+                if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         total, seen = 0.0, 0
         for step, start in enumerate(range(0, n, cfg.batch_size)):
             idx = order[start : start + cfg.batch_size]
