@@ -92,7 +92,7 @@ _EXPONENT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)[eE][+-]?\d+")
 
 
 def _scalar(raw: str) -> Any:
-    """A ``--set`` value parsed as YAML, with ``1e-5`` read as a float (YAML 1.1 wants ``1.0e-5``)."""
+    """A ``--set`` value parsed as YAML; ``1e-5`` is a float (YAML 1.1 wants ``1.0e-5``)."""
     value = yaml.safe_load(raw)
     if isinstance(value, str) and _EXPONENT.fullmatch(value.strip()):
         return float(value)
