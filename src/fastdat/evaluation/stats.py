@@ -372,6 +372,16 @@ def wilcoxon_holm(table: Any) -> np.ndarray:
     return _pair_matrix(np.asarray(holm(raw)), x.shape[1])
 
 
+def _pairs(a: Any, b: Any, what: str) -> tuple[np.ndarray, np.ndarray]:
+    """Two finite 1-D float arrays of equal length >= 2, or a ValueError naming ``what``."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape or a.size < 2:
+        raise ValueError(f"{what} needs two 1-D arrays of equal length >= 2, got {a.shape}")
+    if not (np.isfinite(a).all() and np.isfinite(b).all()):
+        raise ValueError(f"{what}: missing or non-finite values; drop incomplete pairs first")
+    return a, b
+
+
 def bland_altman(a: Any, b: Any) -> BlandAltman:
     """Bland-Altman agreement of two methods: bias and 95 % limits of agreement.
 
@@ -382,11 +392,7 @@ def bland_altman(a: Any, b: Any) -> BlandAltman:
     Args:
         a, b: 1-D, equal length ``n >= 2``, no missing values.
     """
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.ndim != 1 or a.shape != b.shape or a.size < 2:
-        raise ValueError(f"Bland-Altman needs two 1-D arrays of equal length >= 2, got {a.shape}")
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError("Bland-Altman: missing or non-finite values; drop incomplete pairs first")
+    a, b = _pairs(a, b, "Bland-Altman")
     d = a - b
     n = d.size
     bias, sd = float(d.mean()), float(d.std(ddof=1))
@@ -429,11 +435,7 @@ def paired_difference(a: Any, b: Any, level: float = 0.95) -> PairedDifference:
         a, b: 1-D, equal length ``n >= 2``, one value per unit (e.g. a patient's mean PSNR).
         level: Confidence level of the interval.
     """
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.ndim != 1 or a.shape != b.shape or a.size < 2:
-        raise ValueError(f"paired difference needs two 1-D arrays of length >= 2, got {a.shape}")
-    if not (np.isfinite(a).all() and np.isfinite(b).all()):
-        raise ValueError("paired difference: missing or non-finite values")
+    a, b = _pairs(a, b, "paired difference")
     d = a - b
     n = d.size
     mean, se = float(d.mean()), float(d.std(ddof=1) / np.sqrt(n))
