@@ -73,6 +73,7 @@ def load_denoiser(
     meta = read_sidecar(path)
     meta["path"] = str(path)
     net = load_model(path, device)
+    net.input_range = meta.get("input_range")  # read by denoise_volume's input checks
     if net.config.get("spatial_dims", 2) != 2 or net.config.get("in_channels", 1) != 1:
         raise ValueError(f"{path}: denoise needs a 2D single-channel model, got {net.config}")
     return net, meta
@@ -183,14 +184,70 @@ def _anchored(net, x, batch, corner) -> torch.Tensor:
     return out
 
 
+PASS_PERIOD_MM = 13.0
+"""Structures finer than this period (mm) are left no stronger than in the input (see
+:func:`limit_spectrum`): 12 mm FWHM of reconstructed DaT SPECT passes < 5 % of contrast there."""
+
+
+def limit_spectrum(x: torch.Tensor, y: torch.Tensor, voxel_mm: float | None) -> torch.Tensor:
+    """``y`` with no spatial frequency finer than :data:`PASS_PERIOD_MM` stronger than in ``x``.
+
+    Per transaxial slice (``(Z, 1, X, Y)``), at every frequency ``|f| >= 1 / PASS_PERIOD_MM``
+    (cycles / mm), the restored image's Fourier coefficient is scaled so that its magnitude is at
+    most the input's: ``Y(f) <- Y(f) min(1, |X(f)| / |Y(f)|)``. A reconstructed DaT image holds
+    almost no true signal there (its ~12 mm FWHM resolution passes < 5 % of contrast), so a
+    restoration may remove what it finds there (noise) but can never add a texture, grid or
+    checkerboard stronger than the input's own. Without a voxel size, 3.3 mm is assumed.
+    """
+    h, w = x.shape[-2:]
+    vox = float(voxel_mm) if voxel_mm else 3.3
+    fy = torch.fft.fftfreq(h, d=vox, device=x.device)[:, None]
+    fx = torch.fft.fftfreq(w, d=vox, device=x.device)[None, :]
+    high = torch.hypot(fy, fx) >= 1.0 / PASS_PERIOD_MM
+    fx_, fy_ = torch.fft.fft2(x.double()), torch.fft.fft2(y.double())
+    ratio = torch.clamp(fx_.abs() / fy_.abs().clamp_min(1e-30), max=1.0)
+    fy_ = torch.where(high, fy_ * ratio, fy_)
+    return torch.fft.ifft2(fy_).real.to(y.dtype)
+
+
+class RestorationRefused(ValueError):
+    """The input is unlike the model's training data (with ``refuse_ood``), or the restoration
+    failed an output check (it would add structure): nothing is written."""
+
+
 @torch.inference_mode()
-def denoise_volume(volume, net, device, mode: str, voxel_mm, batch: int = 32):
-    """Denoised ``(X, Y, Z)`` float32 and what was done (mode used, crop corner, warnings).
+def denoise_volume(
+    volume,
+    net,
+    device,
+    mode: str,
+    voxel_mm,
+    batch: int = 32,
+    *,
+    input_range: dict | None = None,
+    guard: bool = True,
+    refuse_ood: bool = False,
+):
+    """Denoised ``(X, Y, Z)`` float32 and what was done (mode, crop corner, checks, warnings).
 
     :func:`denoise` without the model loading; :mod:`fastdat.inference.files` records ``info``.
 
-    ``voxel_mm``: one size or ``(x, y, z)`` sizes (mm); ``None`` only outside ``"anchored"``.
+    Args:
+        volume, net, device, mode: As :func:`denoise`.
+        voxel_mm: One size or ``(x, y, z)`` sizes (mm); ``None`` only outside ``"anchored"``.
+        batch: Slices per network call.
+        input_range: The model's training range of the input features
+            (:mod:`fastdat.inference.safety`); default: ``net.input_range``, which
+            :func:`load_denoiser` sets from the sidecar.
+        guard: Run the output checks and refuse a restoration that fails one (default; off
+            only to measure what the network does unguarded).
+        refuse_ood: Refuse an input that fails an input check instead of warning.
+
+    Raises:
+        RestorationRefused: See the class; the reason names every failed check.
     """
+    from fastdat.inference import safety
+
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
     if isinstance(volume, np.ndarray):
@@ -201,6 +258,18 @@ def denoise_volume(volume, net, device, mode: str, voxel_mm, batch: int = 32):
     if not torch.isfinite(vol).all():
         raise ValueError("volume contains NaN or infinite values")
     info: dict = {"mode": mode, "crop_corner": None, "warnings": []}
+    in_plane = None if voxel_mm is None else float(np.ravel(voxel_mm)[0])
+    if input_range is None:
+        input_range = getattr(net, "input_range", None)
+    in_checks = safety.check_input(safety.input_features(vol.numpy(), in_plane), input_range)
+    info["input_checks"] = [c.__dict__ for c in in_checks]
+    unlike = [c.message() for c in in_checks if not c.ok]
+    if unlike:
+        text = "input unlike the model's training data: " + "; ".join(unlike)
+        if refuse_ood:
+            raise RestorationRefused(f"refused: {text}")
+        info["warnings"].append(text)
+        log.warning(text)
     if mode == "anchored":
         if voxel_mm is None:
             raise ValueError("mode 'anchored' needs voxel_mm (the striata are located in mm)")
@@ -218,7 +287,19 @@ def denoise_volume(volume, net, device, mode: str, voxel_mm, batch: int = 32):
         out = _anchored(net, x, batch, info["crop_corner"])
     else:
         out = (_slices if info["mode"] == "slice" else _tiles)(net, x, batch)
+    if guard:
+        out = limit_spectrum(x, out, in_plane)
     out = out[:, 0].clamp_min(0).permute(1, 2, 0).cpu().numpy().astype(np.float32)
+    if guard:
+        checks = safety.check_output(safety.output_features(vol.numpy(), out))
+        info["output_checks"] = [c.__dict__ for c in checks]
+        failed = [c.message() for c in checks if not c.ok]
+        if failed:
+            raise RestorationRefused(
+                "restoration refused, it would add structure the input does not support: "
+                + "; ".join(failed)
+                + (f" (and {'; '.join(unlike)})" if unlike else "")
+            )
     return out, info
 
 
@@ -229,6 +310,8 @@ def denoise(
     *,
     voxel_mm: float | None = None,
     mode: str = "anchored",
+    refuse_ood: bool = False,
+    guard: bool = True,
 ) -> np.ndarray:
     """Denoise a reconstructed volume, every slice.
 
@@ -243,12 +326,19 @@ def denoise(
             or whole slices are used if the model does not record one.
         mode: ``"anchored"`` (default: whole slices plus the striatal crop, see the module
             docstring), ``"slice"`` (whole slices only) or ``"tiles"`` (64 x 64 tiles, blended).
+        refuse_ood: Refuse an input unlike the model's training data (voxel size, noise level,
+            contrast: :mod:`fastdat.inference.safety`) instead of warning.
+        guard: The spectral limit and the output checks (default). ``False`` returns the
+            network's raw restoration: for measuring the network, never for a clinical output.
 
     Returns:
         float32 ``(X, Y, Z)`` on the input's scale, non-negative.
+
+    Raises:
+        RestorationRefused: The restoration failed an output check (it would add structure),
+            or, with ``refuse_ood``, the input failed an input check.
     """
     net, meta = load_denoiser(model, device)
-    check_voxel(voxel_mm, meta)
     if voxel_mm is None and mode == "anchored":
         voxel_mm = meta.get("training_voxel_mm")
         mode = "anchored" if voxel_mm else "slice"
@@ -256,4 +346,5 @@ def denoise(
             "voxel_mm not given: %s",
             f"assuming the training voxel, {voxel_mm} mm" if voxel_mm else "whole slices used",
         )
-    return denoise_volume(volume, net, device, mode, voxel_mm)[0]
+    out, _ = denoise_volume(volume, net, device, mode, voxel_mm, refuse_ood=refuse_ood, guard=guard)
+    return out

@@ -1,0 +1,144 @@
+"""Is an input like the model's training data, and did the restoration add structure?
+
+A restoration may remove noise; it must never add structure the input does not support. Two
+groups of checks, both recorded in every output's provenance:
+
+**Input checks** (before the network), against the range of the model's training inputs recorded
+in its sidecar (``input_range``; :func:`input_features` on the training studies' 5-min images):
+
+- ``voxel_mm``: in-plane voxel size (mm);
+- ``noise``: relative high-frequency level, ``RMS(x - G_1 * x) / mean(x)`` over the head (voxels
+  above 10 % of the volume's 99.9th percentile), ``G_1`` a Gaussian of 1 voxel SD. A noise-free
+  or heavily smoothed input has a noise level far below a 5-min OSEM image's; a network trained
+  to remove 5-min noise then "removes" structure that is not noise and writes a texture;
+- ``contrast``: 99.9th percentile over the head mean (striatal uptake relative to the brain).
+
+**Output checks** (after the network), with fixed bounds (:data:`BOUNDS`):
+
+- ``hf_ratio``: high-frequency energy of the output over the input's, over the head, and
+  ``hf_ratio_slice_max`` its maximum over slices holding at least 5 % of the largest slice's
+  counts. A denoiser lowers it (0.52-0.65 for the default model on 5-min test studies, 0.3-0.4
+  from the 5-min to the 25-min image itself); above 1 it added high-frequency structure.
+- ``head_change`` / ``hot_change``: relative change of the mean over the head and over the hot
+  region (voxels above 70 % of the input's smoothed maximum: the striata where they are visible;
+  its mean change tracks the striatal labels' within ~2 points on simulated studies).
+- ``slice_sum_change``: the largest relative change of a slice's total.
+
+The bounds come from the default model on in-distribution 5-min studies (see
+``benchmarks/ood_denoise.py``, which prints both groups for in- and out-of-distribution inputs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from scipy import ndimage
+
+BOUNDS = {
+    "hf_ratio": 1.0,
+    "hf_ratio_slice_max": 3.0,
+    "head_change": 0.10,
+    "hot_change": 0.12,
+    "slice_sum_change": 0.20,
+}
+"""Largest accepted value of each output check (``*_change``: absolute relative change)."""
+INPUT_MARGIN = 0.5
+"""An input feature is out of range when it lies beyond the training range widened by this
+share of its width on each side (voxel size: beyond +/-20 % of the training voxel)."""
+VOXEL_TOLERANCE = 0.2
+
+
+def _head(x: np.ndarray) -> np.ndarray:
+    top = float(np.percentile(x, 99.9)) if x.size else 0.0
+    return x > 0.1 * top if top > 0 else np.zeros(x.shape, bool)
+
+
+def _hf(x: np.ndarray) -> np.ndarray:
+    """High-pass of each transaxial slice: ``x - G_1 * x`` in-plane (``(X, Y, Z)``)."""
+    return x - ndimage.gaussian_filter(x, sigma=(1.0, 1.0, 0.0), mode="nearest")
+
+
+def input_features(volume: np.ndarray, voxel_mm: float | None) -> dict[str, float | None]:
+    """Voxel size, noise level and contrast of an ``(X, Y, Z)`` volume (see the module)."""
+    x = np.asarray(volume, dtype=np.float64)
+    head = _head(x)
+    if head.sum() < 10:
+        return {"voxel_mm": voxel_mm, "noise": None, "contrast": None}
+    mean = float(x[head].mean())
+    noise = float(np.sqrt(np.mean(_hf(x)[head] ** 2)) / mean)
+    contrast = float(np.percentile(x[head], 99.9) / mean)
+    return {"voxel_mm": voxel_mm, "noise": noise, "contrast": contrast}
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check: its value, the accepted range and whether it passed."""
+
+    name: str
+    value: float | None
+    low: float | None
+    high: float | None
+    ok: bool
+
+    def message(self) -> str:
+        rng = f"[{_f(self.low)}, {_f(self.high)}]"
+        return f"{self.name} {_f(self.value)} outside the accepted range {rng}"
+
+
+def _f(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3g}"
+
+
+def check_input(features: dict[str, Any], input_range: dict[str, Any] | None) -> list[Check]:
+    """Input checks against the model's training range (no range recorded: not checked)."""
+    out = []
+    trained = (input_range or {}).get("voxel_mm")
+    v = features.get("voxel_mm")
+    if trained and v is not None:
+        lo, hi = trained * (1 - VOXEL_TOLERANCE), trained * (1 + VOXEL_TOLERANCE)
+        out.append(Check("voxel_mm", v, lo, hi, lo <= v <= hi))
+    for key in ("noise", "contrast"):
+        rng = (input_range or {}).get(key)
+        if not rng:
+            continue
+        width = rng[1] - rng[0]
+        lo, hi = rng[0] - INPUT_MARGIN * width, rng[1] + INPUT_MARGIN * width
+        value = features.get(key)
+        out.append(Check(key, value, lo, hi, value is not None and lo <= value <= hi))
+    return out
+
+
+def output_features(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """Output checks' values of the restoration ``y`` of ``x`` (both ``(X, Y, Z)``)."""
+    x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+    head = _head(x)
+    hx, hy = _hf(x), _hf(y)
+    ex = (hx**2 * head).sum(axis=(0, 1))
+    ey = (hy**2 * head).sum(axis=(0, 1))
+    sums_x, sums_y = x.sum(axis=(0, 1)), y.sum(axis=(0, 1))
+    busy = sums_x >= 0.05 * sums_x.max() if sums_x.max() > 0 else np.zeros_like(sums_x, bool)
+    busy &= ex > 0
+    smooth = ndimage.gaussian_filter(x, 1.5)
+    hot = smooth > 0.7 * smooth.max() if smooth.max() > 0 else head
+    return {
+        "hf_ratio": float(ey.sum() / ex.sum()) if ex.sum() > 0 else float("inf"),
+        "hf_ratio_slice_max": float((ey[busy] / ex[busy]).max()) if busy.any() else 0.0,
+        "head_change": float(y[head].mean() / x[head].mean() - 1) if head.any() else 0.0,
+        "hot_change": float(y[hot].mean() / x[hot].mean() - 1) if hot.any() else 0.0,
+        "slice_sum_change": float(np.abs(sums_y[busy] / sums_x[busy] - 1).max())
+        if busy.any()
+        else 0.0,
+    }
+
+
+def check_output(features: dict[str, float]) -> list[Check]:
+    """Output checks against :data:`BOUNDS`."""
+    out = []
+    for key, bound in BOUNDS.items():
+        v = features[key]
+        low = -bound if key.endswith("_change") and key != "slice_sum_change" else None
+        ok = bool(np.isfinite(v)) and v <= bound and (low is None or v >= low)
+        out.append(Check(key, v, low, bound, ok))
+    return out
