@@ -222,10 +222,16 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     from fastdat.inference import denoise_path
     from fastdat.inference.denoise import SIMULATED_NOTICE
 
-    if args.model == "default":
-        print(f"fastdat denoise: note: {SIMULATED_NOTICE}", file=sys.stderr)
     device = _resolve_device(args.device)
-    results = denoise_path(args.input, args.model, args.out, device, mode=args.mode)
+    results = denoise_path(
+        args.input,
+        args.model,
+        args.out,
+        device,
+        mode=args.mode,
+        force=args.force,
+        refuse_ood=args.refuse_ood,
+    )
     for r in results:
         if r.status == "ok":
             print(f"{r.source} -> {r.output}" + "".join(f" (warning: {w})" for w in r.warnings))
@@ -234,7 +240,9 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
     failed = sum(r.status == "failed" for r in results)
     ok = sum(r.status == "ok" for r in results)
     skipped = len(results) - ok - failed
-    print(f"{ok} denoised, {failed} failed, {skipped} skipped (not NM tomograms)")
+    if ok and args.model == "default":  # about what was written, so only when something was
+        print(f"fastdat denoise: note: {SIMULATED_NOTICE}", file=sys.stderr)
+    print(f"{ok} denoised, {failed} failed, {skipped} skipped")
     return 2 if failed else 0
 
 
@@ -396,6 +404,17 @@ def build_parser() -> argparse.ArgumentParser:
         choices=["anchored", "slice", "tiles"],
         help="anchored: whole slices plus the located striatal crop (default, matches training)",
     )
+    p.add_argument(
+        "--force",
+        action="store_true",
+        help="denoise even series FastDaT itself wrote (skipped as already denoised otherwise)",
+    )
+    p.add_argument(
+        "--refuse-ood",
+        action="store_true",
+        help="refuse inputs unlike the model's training data (voxel size, noise level, contrast) "
+        "instead of denoising them with a recorded warning",
+    )
     p.set_defaults(func=_cmd_denoise)
 
     p = sub.add_parser(
@@ -434,9 +453,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         return args.func(args)
-    except (ValueError, FileNotFoundError, FileExistsError, RuntimeError) as err:
-        print(f"fastdat {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, RuntimeError) as err:  # OSError: FileNotFoundError, disk full...
+        print(f"fastdat {args.command}: error: {_describe(err)}", file=sys.stderr)
         return 2
+
+
+def _describe(err: BaseException) -> str:
+    """An error as one line naming its path (``PATH: why`` for an OS error that has one)."""
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        two = f" -> {err.filename2}" if getattr(err, "filename2", None) else ""
+        return f"{err.filename}{two}: {err.strerror}"
+    return str(err)
 
 
 if __name__ == "__main__":

@@ -148,3 +148,34 @@ def test_output_checks_catch_each_kind_of_change():
     assert "hf_ratio" in bad
     assert "head_change" in {c.name for c in check_output(output_features(x, 1.3 * x)) if not c.ok}
     assert set(BOUNDS) == {c.name for c in check_output(output_features(x, x))}
+
+
+def test_cli_records_checks_refuses_structure_and_out_of_distribution(cohort, tmp_path, capsys):
+    """``fastdat denoise``: an in-distribution study is written with every check in its
+    provenance; a smooth one is refused (exit 2, nothing written, the reason in the summary);
+    ``--refuse-ood`` refuses it before the network, naming the input check."""
+    import json
+
+    from fastdat.cli import main
+
+    affine = np.diag([3.3, 3.3, 3.3, 1.0])
+    src = tmp_path / "in"
+    src.mkdir()
+    nib.save(nib.Nifti1Image(cohort[1]["recon_5min"], affine), src / "a.nii.gz")
+    smooth = ndimage.gaussian_filter(cohort[1]["recon_25min"], 1.0)
+    nib.save(nib.Nifti1Image(smooth, affine), src / "b.nii.gz")
+    out = tmp_path / "out"
+    assert main(["denoise", str(src), "--out", str(out), "--device", "cpu"]) == 2
+    prov = json.loads((out / "a_denoised.json").read_text())
+    assert prov["input_checks"] and all(c["ok"] for c in prov["input_checks"])
+    assert {c["name"] for c in prov["output_checks"]} == set(BOUNDS)
+    assert not (out / "b_denoised.nii.gz").exists() and not (out / "b_denoised.json").exists()
+    summary = (out / "denoise_summary.csv").read_text()
+    assert "add structure" in summary and "noise" in summary
+    capsys.readouterr()
+    out2 = tmp_path / "out2"
+    argv = ["denoise", str(src / "b.nii.gz"), "--out", str(out2), "--device", "cpu"]
+    assert main([*argv, "--refuse-ood"]) == 2
+    err = capsys.readouterr().err
+    assert "unlike the model's training data" in err and "noise" in err and "Traceback" not in err
+    assert not list(out2.glob("*.nii.gz"))

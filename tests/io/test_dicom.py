@@ -1,9 +1,18 @@
 from __future__ import annotations
 
+import io
+import logging
+import re
+import warnings
+from pathlib import Path
+
 import numpy as np
 import pydicom
 import pytest
-from pydicom.uid import generate_uid
+from pydicom.data import get_testdata_file
+from pydicom.filereader import data_element_generator
+from pydicom.pixels import get_decoder
+from pydicom.uid import JPEG2000Lossless, JPEGLosslessSV1, RLELossless, generate_uid
 
 from fastdat.io.dicom import (
     DicomInputError,
@@ -181,3 +190,162 @@ def test_corrupt_and_non_dicom_files(tmp_path):
     path.write_bytes(data[: len(data) // 2])  # truncated pixel data
     with pytest.raises(DicomInputError, match="pixel data"):
         series_volume(_series_of([path], True))
+
+
+# --- compressed transfer syntaxes, read with the declared dependencies only
+
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+PLUGIN_DISTRIBUTION = {  # pydicom's decoding plugins and the distribution each needs
+    "pydicom": "pydicom",
+    "gdcm": "python-gdcm",
+    "pylibjpeg": "pylibjpeg",
+    "pillow": "pillow",
+}
+
+
+def _declared() -> set[str]:
+    tomllib = pytest.importorskip("tomllib")
+    deps = tomllib.loads(PYPROJECT.read_text())["project"]["dependencies"]
+    return {re.split(r"[<>=!~\[; ]", d, maxsplit=1)[0].lower() for d in deps}
+
+
+@pytest.fixture
+def declared_decoders(monkeypatch):
+    """pydicom decodes with only the plugins of fastdat's declared dependencies (not with a
+    package that happens to be installed here, such as Pillow through matplotlib)."""
+    declared = _declared()
+    keep = {k for k, dist in PLUGIN_DISTRIBUTION.items() if dist in declared}
+    for uid in (RLELossless, JPEG2000Lossless, JPEGLosslessSV1):
+        dec = get_decoder(uid)
+        monkeypatch.setattr(
+            dec, "_available", {k: v for k, v in dec._available.items() if k in keep}
+        )
+    return keep
+
+
+def _gdcm_compress(src: Path, dst: Path, syntax: str) -> Path:
+    """Re-encode ``src`` with GDCM (an encoder independent of the decoders under test)."""
+    gdcm = pytest.importorskip("gdcm")
+    reader = gdcm.ImageReader()
+    reader.SetFileName(str(src))
+    assert reader.Read()
+    change = gdcm.ImageChangeTransferSyntax()
+    change.SetTransferSyntax(gdcm.TransferSyntax(syntax))
+    change.SetInput(reader.GetImage())
+    assert change.Change()
+    writer = gdcm.ImageWriter()
+    writer.SetFileName(str(dst))
+    writer.SetFile(reader.GetFile())
+    writer.SetImage(change.GetOutput())
+    assert writer.Write()
+    return dst
+
+
+def _compressed(tmp_path: Path, syntax: str) -> tuple[Path, Path]:
+    """An uncompressed NM volume (64 x 64 x 6, 16-bit) and its copy in ``syntax``."""
+    vol = (np.random.default_rng(7).random((64, 64, 6)) ** 3 * 900).astype(np.float32)
+    src = _write(tmp_path, vol, _ras(vol.shape, voxel=3.9), name="raw.dcm")
+    dst = tmp_path / "compressed.dcm"
+    if syntax == RLELossless:
+        ds = pydicom.dcmread(src)
+        ds.compress(RLELossless, encoding_plugin="pydicom")
+        ds.save_as(dst)
+    else:
+        name = {JPEG2000Lossless: "JPEG2000Lossless", JPEGLosslessSV1: "JPEGLosslessProcess14_1"}
+        import gdcm
+
+        _gdcm_compress(src, dst, getattr(gdcm.TransferSyntax, name[syntax]))
+    assert pydicom.dcmread(dst, stop_before_pixels=True).file_meta.TransferSyntaxUID == syntax
+    return src, dst
+
+
+@pytest.mark.parametrize(
+    "syntax", [RLELossless, JPEG2000Lossless, JPEGLosslessSV1], ids=["RLE", "J2K", "JPEG-LL-SV1"]
+)
+def test_compressed_series_read_identical_with_declared_decoders(
+    tmp_path, syntax, declared_decoders
+):
+    if syntax != RLELossless:
+        pytest.importorskip("gdcm")
+    raw, packed = _compressed(tmp_path, syntax)
+    want, want_aff = series_volume(_series_of([raw], True))
+    got, got_aff = series_volume(_series_of([packed], True))
+    np.testing.assert_array_equal(got, want)  # lossless: the very same values
+    np.testing.assert_array_equal(got_aff, want_aff)
+
+
+def test_undecodable_syntax_names_file_syntax_and_what_to_install(tmp_path, monkeypatch):
+    pytest.importorskip("gdcm")
+    _, packed = _compressed(tmp_path, JPEGLosslessSV1)
+    monkeypatch.setattr(get_decoder(JPEGLosslessSV1), "_available", {})  # as without a decoder
+    with pytest.raises(DicomInputError) as err:
+        series_volume(_series_of([packed], True))
+    text = str(err.value)
+    assert str(packed) in text and "1.2.840.10008.1.2.4.70" in text and "JPEG Lossless" in text
+    assert "pip install python-gdcm" in text
+
+
+def test_syntax_no_decoder_exists_for_is_named(tmp_path):
+    path = _write(tmp_path, _volume(), _ras((12, 10, 8)))
+    ds = pydicom.dcmread(path)
+    ds.file_meta.TransferSyntaxUID = "1.2.840.10008.1.2.4.100"  # MPEG2: no decoder in pydicom
+    ds.PixelData = pydicom.encaps.encapsulate([b"\0" * 16])
+    ds["PixelData"].VR = "OB"
+    ds.save_as(path)
+    with pytest.raises(DicomInputError, match="MPEG2.*1.2.840.10008.1.2.4.100.*uncompressed"):
+        series_volume(_series_of([path], True))
+
+
+# --- messages
+
+
+def test_number_of_frames_zero_is_named(tmp_path):
+    path = _modify(tmp_path, "nf0.dcm", NumberOfFrames=0)
+    with pytest.raises(DicomInputError, match="Number of Frames is 0") as err:
+        read_header(path)
+    assert "single slice" not in str(err.value) and str(path) in str(err.value)
+
+
+def _boundaries(data: bytes) -> tuple[int, int, set[int]]:
+    """Start of the data set, offset of the Pixel Data tag, and every element's end before it."""
+    ds = pydicom.dcmread(io.BytesIO(data))
+    start = 132 + 12 + int(ds.file_meta.FileMetaInformationGroupLength)
+    fp = io.BytesIO(data)
+    fp.seek(start)
+    ends = {start}
+    for el in data_element_generator(fp, False, True):
+        if el.tag == 0x7FE00010:
+            return start, el.value_tell - 12, ends
+        ends.add(el.value_tell + el.length)
+    raise AssertionError("no pixel data")
+
+
+def test_file_cut_inside_its_header_is_reported_truncated(tmp_path):
+    good = _write(tmp_path, _volume(), _ras((12, 10, 8)))
+    data = good.read_bytes()
+    start, pixels, ends = _boundaries(data)
+    cut = tmp_path / "cut.dcm"
+    reasons = {}
+    for n in range(start + 1, pixels + 1):  # every cut inside the header, up to the pixel tag
+        cut.write_bytes(data[:n])
+        with pytest.raises(DicomInputError) as err:
+            read_header(cut)
+        reasons[n] = err.value.reason
+    inside = {n: r for n, r in reasons.items() if n not in ends}
+    assert len(inside) > 500
+    assert all("truncated" in r for r in inside.values()), {
+        n: r for n, r in inside.items() if "truncated" not in r
+    }
+    # cut exactly between two attributes, after the image's own ones: no pixel data, perhaps cut
+    assert "no pixel data" in reasons[pixels] and "truncated?" in reasons[pixels]
+
+
+def test_pydicom_warnings_do_not_reach_the_user(caplog):
+    # pydicom warns "Expected explicit VR, but found implicit VR" on this file
+    path = get_testdata_file("SC_rgb_jpeg.dcm")
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        with caplog.at_level(logging.WARNING), pytest.raises(DicomInputError, match="modality OT"):
+            read_header(path)
+    assert [str(w.message) for w in seen] == []
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING] == []

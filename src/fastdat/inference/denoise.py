@@ -66,7 +66,6 @@ SIMULATED_NOTICE = (
     "the default model was trained on simulated data (FastDaT's simulated paper cohort); "
     "research use only, not for diagnosis"
 )
-VOXEL_TOLERANCE = 0.2
 MODES = ("anchored", "slice", "tiles")
 TILE, STRIDE, RAMP = 64, 32, 8
 LOCATE_WINDOW = (80, 80, 48)
@@ -94,21 +93,6 @@ def load_denoiser(
     if net.config.get("spatial_dims", 2) != 2 or net.config.get("in_channels", 1) != 1:
         raise ValueError(f"{path}: denoise needs a 2D single-channel model, got {net.config}")
     return net, meta
-
-
-def check_voxel(voxel_mm: float | None, meta: dict) -> str | None:
-    """A warning when the in-plane voxel is far from the model's training voxel, else None."""
-    trained = meta.get("training_voxel_mm")
-    if voxel_mm is None or not trained:
-        return None
-    if abs(voxel_mm - trained) > VOXEL_TOLERANCE * trained:
-        msg = (
-            f"in-plane voxel {voxel_mm:.3g} mm differs from the {trained:.3g} mm the model was "
-            "trained at; denoised without resampling, expect a different noise texture"
-        )
-        log.warning(msg)
-        return msg
-    return None
 
 
 def _pad(x: torch.Tensor, multiple: int, before=(0, 0), minimum: int = 1) -> torch.Tensor:

@@ -1,16 +1,23 @@
 """Denoise files and folders: DICOM series, NM multi-frame files, NIfTI volumes, folders of studies.
 
-:func:`denoise_path` finds the studies under its input, denoises each with
-:func:`fastdat.inference.denoise.denoise_volume` and writes DICOM (a new series of the same study)
-or NIfTI beside a provenance JSON, never replacing a file; a folder's failures are recorded in
-``denoise_summary.csv`` and the rest go on.
+:func:`denoise_path` checks that its output can be written before any work, finds the studies
+under its input, denoises each with :func:`fastdat.inference.denoise.denoise_volume` and writes
+DICOM (a new series of the same study) or NIfTI beside a provenance JSON, never replacing a file
+and never leaving a half-written one. A folder's run always ends with ``denoise_summary.csv``: every
+file's fate (denoised, failed or skipped, with the reason); failures are recorded and the rest go
+on. Series FastDaT itself wrote (already denoised) are skipped unless forced; of several
+multi-frame objects of one series the usable, newest one is denoised and the others are reported.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import errno
 import json
 import logging
 import os
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastdat.inference.denoise import check_voxel, denoise_volume, load_denoiser
+from fastdat.inference.denoise import denoise_volume, load_denoiser
 from fastdat.models.registry import ImageToImage
 
 log = logging.getLogger(__name__)
@@ -36,6 +43,25 @@ class DenoiseResult:
     warnings: tuple[str, ...] = field(default_factory=tuple)
 
 
+class OutputError(OSError):
+    """An output that cannot be created or written (``filename`` names it; ``strerror`` says why).
+
+    Stops the whole run: the next outputs would meet the same folder or disk.
+    """
+
+
+SUMMARY = "denoise_summary.csv"
+_SECOND_MULTIFRAME = "second multi-frame object in series"  # fastdat.data.dicom.scan_folder's
+_OUR_SUFFIX = "FastDaT denoised"  # write_derived_series' default Series Description suffix
+
+
+def describe(err: BaseException) -> str:
+    """An error as one line that names the path: ``PATH: why`` for an OS error."""
+    if isinstance(err, OSError) and err.filename and err.strerror:
+        return f"{err.filename}: {err.strerror}"
+    return str(err)
+
+
 def _is_nifti(path: Path) -> bool:
     return path.name.endswith((".nii", ".nii.gz"))
 
@@ -44,16 +70,137 @@ def _stem(path: Path) -> str:
     return path.name.removesuffix(".gz").removesuffix(".nii") if _is_nifti(path) else path.stem
 
 
-def _inputs(src: Path) -> tuple[list[tuple[str, object]], list[DenoiseResult]]:
-    """``[(name, NIfTI path or Series)]`` under ``src`` and the files left out, with reasons."""
+@dataclass(frozen=True)
+class _Item:
+    """One input to denoise: a NIfTI path or a DICOM series, and notes for its result."""
+
+    name: str
+    obj: object
+    notes: tuple[str, ...] = ()
+
+    @property
+    def source(self) -> str:
+        return str(self.obj if isinstance(self.obj, Path) else self.obj.files[0])
+
+
+def _ours(ds) -> str | None:
+    """Why a DICOM header is a series FastDaT wrote (already denoised), or None."""
+    derivation = str(ds.get("DerivationDescription", "") or "")
+    description = str(ds.get("SeriesDescription", "") or "")
+    maker = str(ds.get("Manufacturer", "") or "")
+    image_type = [str(v).upper() for v in (ds.get("ImageType", None) or [])]
+    derived = bool(image_type) and image_type[0] == "DERIVED"
+    if "FastDaT" in derivation:
+        what = f"Derivation Description {derivation[:100]!r}"
+    elif derived and (maker == "FastDaT" or description.endswith(_OUR_SUFFIX)):
+        what = f"DERIVED, Manufacturer {maker!r}, Series Description {description!r}"
+    else:
+        return None
+    return f"a series FastDaT already denoised ({what}); not denoised again (--force to do it)"
+
+
+def _ours_nifti(path: Path) -> str | None:
+    """Why a NIfTI file is one FastDaT wrote (header description or provenance JSON), or None."""
+    import nibabel as nib
+
+    try:
+        descrip = nib.load(path).header.get("descrip", b"")
+        descrip = bytes(descrip.item() if hasattr(descrip, "item") else descrip)
+    except Exception:  # noqa: BLE001 - an unreadable file fails later with its own reason
+        descrip = b""
+    sidecar = path.with_name(_stem(path) + ".json")
+    stage = None
+    if sidecar.is_file():
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stage = json.loads(sidecar.read_text()).get("stage")
+    if descrip.startswith(b"FastDaT") or stage == "denoise":
+        why = f"header {descrip.decode(errors='replace')!r}" if descrip else f"provenance {sidecar}"
+        return f"a volume FastDaT already denoised ({why}); not denoised again (--force to do it)"
+    return None
+
+
+def _newest(ds) -> tuple[str, int]:
+    """Sort key of an object's version: Content (else Instance Creation) Date and Time, then
+    Instance Number."""
+    when = "".join(str(ds.get(k, "") or "") for k in ("ContentDate", "ContentTime"))
+    if not when:
+        when = "".join(
+            str(ds.get(k, "") or "") for k in ("InstanceCreationDate", "InstanceCreationTime")
+        )
+    try:
+        number = int(ds.get("InstanceNumber", 0) or 0)
+    except (TypeError, ValueError):
+        number = 0
+    return when, number
+
+
+def _choose(series, copies: list[tuple[Path, object]]) -> tuple[object, list, tuple[str, ...]]:
+    """The multi-frame object of ``series`` to denoise among ``copies`` (path, header).
+
+    Every copy is read (geometry and pixels); of the usable ones the newest (Content Date / Time,
+    then Instance Number) is chosen, ties going to the first by file name. Returns the series on
+    the chosen file, results for the others (``skipped`` with the reason) and notes for the
+    chosen one's result. When no copy is usable the first fails in the run with its own reason
+    and the others are reported ``failed`` with theirs.
+    """
+    from fastdat.io.dicom import DicomInputError, series_volume
+
+    copies = sorted(copies, key=lambda c: str(c[0]))
+    usable, bad = [], []
+    for path, ds in copies:
+        one = dataclasses.replace(series, files=[path], headers=[ds])
+        try:
+            usable.append((path, ds, one, *series_volume(one)))
+        except DicomInputError as err:
+            bad.append((path, err.reason))
+    uid = series.series_uid
+    if not usable:
+        first = dataclasses.replace(series, files=[copies[0][0]], headers=[copies[0][1]])
+        others = [
+            DenoiseResult(
+                str(p), "failed", reason=f"{r} (no multi-frame object of series {uid} is usable)"
+            )
+            for p, r in bad[1:]
+        ]
+        return first, others, ()
+    best = max(usable, key=lambda u: _newest(u[1]))  # max keeps the first of equals
+    path, _, chosen, vol, aff = best
+    left = [
+        DenoiseResult(
+            str(p), "skipped", reason=f"unusable copy ({r}); series {uid} was denoised from {path}"
+        )
+        for p, r in bad
+    ]
+    for p, _ds, _, v, a in usable:
+        if p == path:
+            continue
+        if v.shape == vol.shape and np.array_equal(v, vol) and np.allclose(a, aff, atol=1e-6):
+            why = f"identical copy of {path}, which was denoised"
+        else:
+            why = (
+                f"another version of series {uid}; {path} was denoised (newest by Content Date / "
+                "Time and Instance Number, then first by file name)"
+            )
+        left.append(DenoiseResult(str(p), "skipped", reason=why))
+    note = f"{len(left)} other multi-frame object(s) of this series left out (see {SUMMARY})"
+    return chosen, left, (note,) if left else ()
+
+
+def _inputs(src: Path, force: bool = False) -> tuple[list[_Item], list[DenoiseResult]]:
+    """The inputs under ``src`` and the files left out, with reasons."""
     from fastdat.data.dicom import scan_folder
-    from fastdat.io.dicom import Series, read_header
+    from fastdat.io.dicom import DicomInputError, Series, frame_count, read_header
 
     if _is_nifti(src):
-        return [(_stem(src), src)], []
+        reason = None if force else _ours_nifti(src)
+        if reason:
+            raise ValueError(f"{src}: {reason}")
+        return [_Item(_stem(src), src)], []
     if src.is_file():
         ds = read_header(src)
-        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        reason = None if force else _ours(ds)
+        if reason:
+            raise DicomInputError(src, reason)
         series = Series(
             str(getattr(ds, "PatientID", "")),
             str(ds.StudyInstanceUID),
@@ -61,31 +208,77 @@ def _inputs(src: Path) -> tuple[list[tuple[str, object]], list[DenoiseResult]]:
             str(getattr(ds, "SeriesDescription", "")),
             [src],
             [ds],
-            multiframe=frames > 1,
+            multiframe=frame_count(ds) > 1,
         )
-        return [(src.stem, series)], []
-    series, skipped = scan_folder(src)
-    niftis = sorted(p for p in src.rglob("*") if p.is_file() and _is_nifti(p))
-    items: list[tuple[str, object]] = []
-    for s in series:  # named after the file (multi-frame) or the folder (stack)
+        return [_Item(src.stem, series)], []
+    found, skipped = scan_folder(src)
+    left: list[DenoiseResult] = []
+    by_uid = {s.series_uid: s for s in found}
+    copies: dict[str, list[tuple[Path, object]]] = {}
+    for r in skipped:
+        path = Path(r["file"])
+        if _is_nifti(path):
+            continue
+        if r["reason"] != _SECOND_MULTIFRAME:
+            left.append(DenoiseResult(r["file"], "skipped", reason=r["reason"]))
+            continue
+        try:
+            ds = read_header(path)  # read once already: a usable header, unless it changed
+        except DicomInputError as err:
+            left.append(DenoiseResult(r["file"], "skipped", reason=err.reason))
+            continue
+        s = by_uid.get(str(ds.SeriesInstanceUID))
+        if s is None:
+            left.append(DenoiseResult(r["file"], "skipped", reason=r["reason"]))
+            continue
+        if not s.multiframe:
+            why = f"a multi-frame object in series {s.series_uid}, whose other files are slices"
+        elif frame_count(ds) < 2:
+            why = (
+                f"a single-slice object in series {s.series_uid}, held as multi-frame {s.files[0]}"
+            )
+        else:
+            copies.setdefault(s.series_uid, [(s.files[0], s.headers[0])]).append((path, ds))
+            continue
+        left.append(DenoiseResult(r["file"], "skipped", reason=why + "; left out"))
+    items: list[_Item] = []
+    for s in found:
+        notes: tuple[str, ...] = ()
+        if s.series_uid in copies:
+            s, more, notes = _choose(s, copies[s.series_uid])
+            left += more
+        reason = None if force else _ours(s.headers[0])
+        if reason:
+            n = len(s.files) - 1
+            left.append(
+                DenoiseResult(
+                    str(s.files[0]),
+                    "skipped",
+                    reason=reason + (f" ({n} more files of the series)" if n else ""),
+                )
+            )
+            continue
+        # named after the file (multi-frame) or the folder (stack)
         rel = s.files[0].relative_to(src)
         rel = rel.with_suffix("") if s.multiframe else rel.parent
-        items.append((str(rel) if str(rel) != "." else src.name, s))
-    items += [(str(p.parent.relative_to(src) / _stem(p)), p) for p in niftis]
-    left = [
-        DenoiseResult(r["file"], "skipped", reason=r["reason"])
-        for r in skipped
-        if not _is_nifti(Path(r["file"]))
-    ]
+        items.append(_Item(str(rel) if str(rel) != "." else src.name, s, notes))
+    for p in sorted(p for p in src.rglob("*") if p.is_file() and _is_nifti(p)):
+        reason = None if force else _ours_nifti(p)
+        if reason:
+            left.append(DenoiseResult(str(p), "skipped", reason=reason))
+        else:
+            items.append(_Item(str(p.parent.relative_to(src) / _stem(p)), p))
     names: dict[str, int] = {}
     unique = []
-    for name, item in items:  # two series named alike in one folder: number them
-        names[name] = names.get(name, 0) + 1
-        unique.append((name if names[name] == 1 else f"{name}_{names[name]}", item))
+    for item in items:  # two series named alike in one folder: number them
+        names[item.name] = names.get(item.name, 0) + 1
+        n = names[item.name]
+        unique.append(item if n == 1 else dataclasses.replace(item, name=f"{item.name}_{n}"))
     return unique, left
 
 
 def _check_paths(src: Path, out: Path) -> None:
+    """Input exists; ``out`` is not the input, not inside it, and not an existing file."""
     if not src.exists():
         raise FileNotFoundError(f"{src}: input not found")
     s, o = src.resolve(), out.resolve()
@@ -93,6 +286,64 @@ def _check_paths(src: Path, out: Path) -> None:
         raise ValueError(f"{out}: the output path is the input; choose another")
     if src.is_dir() and o.is_relative_to(s):
         raise ValueError(f"{out}: the output lies inside the input folder {src}; choose another")
+    if (out.exists() or out.is_symlink()) and not out.is_dir():
+        if _is_nifti(out):
+            raise FileExistsError(f"{out}: already exists; not overwritten")
+        raise FileExistsError(
+            f"{out}: --out names an existing file; give a folder (new or existing), or a new "
+            ".nii.gz path for one NIfTI input"
+        )
+    if _is_nifti(out) and src.is_file() and not _is_nifti(src):
+        raise ValueError(f"{out}: a NIfTI output path is for one NIfTI input; give a folder")
+
+
+def _missing(folder: Path) -> list[Path]:
+    """The folders from ``folder`` up that do not exist yet (deepest first)."""
+    missing, p = [], folder.absolute()
+    while not (p.exists() or p.is_symlink()):
+        missing.append(p)
+        p = p.parent
+    return missing
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove the folders this run created, deepest first, as long as they are empty."""
+    for d in folders:
+        try:
+            d.rmdir()
+        except OSError:
+            return
+
+
+def _make_folder(folder: Path) -> list[Path]:
+    """Create ``folder`` (and its parents) and write a probe file in it; returns the folders it
+    created. :class:`OutputError` naming the path if that fails."""
+    missing = _missing(folder)
+    above = missing[-1].parent if missing else folder.absolute()
+    if not above.is_dir():
+        raise OutputError(
+            errno.ENOTDIR,
+            f"cannot create the output folder: {above} is a file, not a folder",
+            str(folder),
+        )
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        _remove_empty(missing)
+        why = f"cannot create the output folder ({err.strerror or err})"
+        raise OutputError(err.errno or errno.EIO, why, str(folder)) from err
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".fastdat-probe-", dir=folder)
+        try:
+            os.write(fd, b"FastDaT")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        _remove_empty(missing)
+        why = f"cannot write in the output folder ({err.strerror or err})"
+        raise OutputError(err.errno or errno.EIO, why, str(folder)) from err
+    return missing
 
 
 def _commit(tmp: Path, final: Path) -> None:
@@ -106,19 +357,33 @@ def _commit(tmp: Path, final: Path) -> None:
             raise FileExistsError(f"{final}: already exists; not overwritten") from None
         os.replace(tmp, final)
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
 
 
 def _write(final: Path, writer) -> None:
-    if final.exists():
+    """Write ``final`` through a temporary file in its folder; nothing is left if that fails.
+
+    ``FileExistsError`` if it exists; :class:`OutputError` naming it for any other OS error.
+    """
+    if final.exists() or final.is_symlink():
         raise FileExistsError(f"{final}: already exists; not overwritten")
-    final.parent.mkdir(parents=True, exist_ok=True)
+    created = _missing(final.parent)
     tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")  # same suffix: same format
     try:
+        final.parent.mkdir(parents=True, exist_ok=True)
         writer(tmp)
         _commit(tmp, final)
+    except FileExistsError:
+        raise
+    except OSError as err:
+        why = f"could not write it ({err.strerror or err})"
+        raise OutputError(err.errno or errno.EIO, why, str(final)) from err
     finally:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        if not final.exists():
+            _remove_empty(created)
 
 
 @dataclass(frozen=True)
@@ -131,17 +396,19 @@ class _Job:
     mode: str
     label: str
     provenance: dict
+    refuse_ood: bool = False
 
 
-def _one(name: str, item, out: Path, single: bool, job: _Job) -> tuple[Path, tuple[str, ...]]:
+def _one(item: _Item, out: Path, single: bool, job: _Job) -> tuple[Path, tuple[str, ...]]:
     """Denoise one series or NIfTI file; returns its output path and warnings."""
     import nibabel as nib
 
     import fastdat
-    from fastdat.io.dicom import series_volume
+    from fastdat.io.dicom import quiet_pydicom, series_volume
     from fastdat.io.dicom_write import write_derived_series
 
-    nifti = isinstance(item, Path)
+    name, obj = item.name, item.obj
+    nifti = isinstance(obj, Path)
     if nifti and single and _is_nifti(out):
         target = out
     else:
@@ -154,33 +421,40 @@ def _one(name: str, item, out: Path, single: bool, job: _Job) -> tuple[Path, tup
     if nifti:
         from fastdat.io.nifti import read_volume
 
-        data, aff = read_volume(item)
+        data, aff = read_volume(obj)
         ornt = nib.orientations.io_orientation(aff)
         vol = nib.orientations.apply_orientation(data, ornt)  # closest RAS
         voxel = np.linalg.norm(aff[:3, :3], axis=0)[np.argsort(ornt[:, 0])]
     else:
-        vol, aff = series_volume(item)
+        vol, aff = series_volume(obj)
         voxel = np.linalg.norm(aff[:3, :3], axis=0)
     if not np.isclose(voxel[0], voxel[1], rtol=1e-3):
         raise ValueError(f"{name}: in-plane voxels are not square ({voxel[:2]} mm)")
-    warning = check_voxel(float(voxel[0]), job.meta)
     result, info = denoise_volume(
-        vol, job.net, job.device, job.mode, tuple(float(v) for v in voxel)
+        vol,
+        job.net,
+        job.device,
+        job.mode,
+        tuple(float(v) for v in voxel),
+        refuse_ood=job.refuse_ood,
     )
-    info["warnings"] = ([warning] if warning else []) + info["warnings"]
+    info["warnings"] = [*item.notes, *info["warnings"]]
     if nifti:
         back = nib.orientations.ornt_transform(np.array([[0, 1], [1, 1], [2, 1]]), ornt)
         img = nib.Nifti1Image(nib.orientations.apply_orientation(result, back), aff)
+        img.header["descrip"] = f"FastDaT {fastdat.__version__} denoised"[:79].encode()
         _write(target, lambda p: nib.save(img, p))
     else:
         desc = f"Denoised by FastDaT {fastdat.__version__} with {job.label}; {info['mode']} mode"
-        _write(
-            target,
-            lambda p: write_derived_series(
-                result, aff, item, p, derivation=desc, software_version=fastdat.__version__
-            ),
-        )
-    files = [item] if nifti else item.files
+
+        def write(p: Path) -> None:
+            with quiet_pydicom(p):
+                write_derived_series(
+                    result, aff, obj, p, derivation=desc, software_version=fastdat.__version__
+                )
+
+        _write(target, write)
+    files = [obj] if nifti else obj.files
     doc = {
         **job.provenance,
         "inputs": [str(Path(p).resolve()) for p in files],
@@ -188,7 +462,12 @@ def _one(name: str, item, out: Path, single: bool, job: _Job) -> tuple[Path, tup
         "voxel_mm": [float(v) for v in voxel],
         **info,
     }
-    _write(sidecar, lambda p: p.write_text(json.dumps(doc, indent=1)))
+    try:
+        _write(sidecar, lambda p: p.write_text(json.dumps(doc, indent=1)))
+    except BaseException:  # an output without its provenance is not left behind
+        with contextlib.suppress(OSError):
+            target.unlink()
+        raise
     return target, tuple(info["warnings"])
 
 
@@ -208,31 +487,59 @@ def denoise_path(
     *,
     mode: str = "anchored",
     progress: bool = True,
+    force: bool = False,
+    refuse_ood: bool = False,
 ) -> list[DenoiseResult]:
     """Denoise a DICOM series folder, an NM multi-frame file, a NIfTI file or a folder of studies.
 
     DICOM in, DICOM out (a new series in the same study, :func:`write_derived_series`); NIfTI in,
     NIfTI out with the input's affine. ``out`` is a folder (``<name>_denoised.dcm`` /
     ``.nii.gz`` and a provenance ``<name>_denoised.json`` beside each), or a ``.nii(.gz)`` path
-    for one NIfTI input. Outputs are written under a temporary name and renamed; an existing one
-    is never replaced; ``out`` may not be the input or lie inside an input folder. Inputs are only
-    read.
+    for one NIfTI input. Before any work ``out`` is checked and created (not an existing file, not
+    the input nor inside an input folder, writable). Outputs are written under a temporary name
+    and renamed; an existing one is never replaced, and a failed write leaves nothing behind.
+    Inputs are only read.
 
-    One input: errors are raised (:class:`fastdat.io.dicom.DicomInputError`, ``ValueError``,
-    ``FileExistsError``). Several (a folder of studies): each failure is recorded and the rest go
-    on; ``out/denoise_summary.csv`` lists every input, its output or reason.
+    A folder input always gets ``out/denoise_summary.csv`` (``denoise_summary_2.csv``... when
+    one exists): every file under it, denoised, failed or skipped, with its output or reason.
+    Series FastDaT wrote itself are skipped (already denoised) unless ``force``. Of several
+    multi-frame objects of one series, the newest usable one is denoised and the rest reported.
+
+    Every input goes through the safety checks (:mod:`fastdat.inference.safety`): an input unlike
+    the model's training data is flagged in the provenance and the summary (refused with
+    ``refuse_ood``), and a restoration that would add structure is refused, nothing written.
+
+    Raises:
+        DicomInputError, ValueError: The one input (a file, or a folder holding one series or
+            volume) cannot be denoised (a folder's summary is written first); nothing usable found.
+        FileExistsError: An output exists (one input), or ``out`` is an existing file.
+        OutputError: An output cannot be created or written (a full disk, no permission, a file
+            where a folder must be); the run stops there.
     """
+    src, out = Path(input), Path(out)
+    _check_paths(src, out)
+    folder = out.parent if _is_nifti(out) else out
+    created = _make_folder(folder)
+    try:
+        return _run(src, out, folder, model, device, mode, progress, force, refuse_ood)
+    except BaseException:
+        _remove_empty(created)  # nothing written: leave no empty output folder either
+        raise
+
+
+def _run(src, out, folder, model, device, mode, progress, force, refuse_ood) -> list[DenoiseResult]:
     from tqdm.auto import tqdm
 
     from fastdat.config import provenance
 
-    src, out = Path(input), Path(out)
-    _check_paths(src, out)
-    items, left = _inputs(src)
+    items, left = _inputs(src, force)
+    from_folder = src.is_dir()
     if not items:
+        if from_folder:
+            _summary(folder, left)
         reasons = "; ".join(f"{r.source}: {r.reason}" for r in left[:5])
         raise ValueError(f"{src}: no reconstructed NM series or NIfTI volume found ({reasons})")
-    if _is_nifti(out) and not (len(items) == 1 and isinstance(items[0][1], Path)):
+    if _is_nifti(out) and not (len(items) == 1 and isinstance(items[0].obj, Path)):
         raise ValueError(f"{out}: a NIfTI output path is for one NIfTI input; give a folder")
     net, meta = load_denoiser(model, device)
     meta["default_model"] = str(model) == "default"
@@ -245,29 +552,45 @@ def denoise_path(
         device=str(device),
         requested_mode=mode,
     )
-    job = _Job(net, meta, str(device), mode, label, doc)
+    job = _Job(net, meta, str(device), mode, label, doc, refuse_ood)
     single = len(items) == 1
-    results = []
-    for name, item in tqdm(items, desc="denoise", unit="study", disable=not progress or single):
+    results: list[DenoiseResult] = []
+    error: BaseException | None = None
+    bar = tqdm(items, desc="denoise", unit="study", disable=not progress or single)
+    for n, item in enumerate(bar):
         t0 = time.perf_counter()
-        source = str(item if isinstance(item, Path) else item.files[0])
         try:
-            target, warns = _one(name, item, out, single, job)
+            target, warns = _one(item, out, single, job)
+        except OutputError as err:  # the next outputs would meet the same folder or disk
+            results.append(DenoiseResult(item.source, "failed", reason=describe(err)))
+            results += [
+                DenoiseResult(i.source, "skipped", reason=f"not attempted: {describe(err)}")
+                for i in items[n + 1 :]
+            ]
+            if from_folder:
+                with contextlib.suppress(OSError):
+                    _summary(folder, results + left)
+            raise
         except (ValueError, OSError, RuntimeError) as err:  # DicomInputError is a ValueError
-            if single:
+            if single and not from_folder:
                 raise
-            log.error("%s: %s", source, err)
-            results.append(DenoiseResult(source, "failed", reason=str(err)))
+            if not single:
+                log.error("%s: %s", item.source, describe(err))
+            results.append(DenoiseResult(item.source, "failed", reason=describe(err)))
+            error = err
             continue
         seconds = time.perf_counter() - t0
-        results.append(DenoiseResult(source, "ok", str(target), "", seconds, warns))
+        results.append(DenoiseResult(item.source, "ok", str(target), "", seconds, warns))
     results += left
-    if not single:
-        _summary(out / "denoise_summary.csv", results)
+    if from_folder:
+        _summary(folder, results)
+        if single and error is not None:
+            raise error
     return results
 
 
-def _summary(path: Path, results: list[DenoiseResult]) -> None:
+def _summary(folder: Path, results: list[DenoiseResult]) -> Path:
+    """Write the run's summary CSV in ``folder`` under a name not taken yet; returns its path."""
     import csv
     import io
 
@@ -278,4 +601,10 @@ def _summary(path: Path, results: list[DenoiseResult]) -> None:
         w.writerow(
             [r.source, r.status, r.output, r.reason, f"{r.seconds:.2f}", "; ".join(r.warnings)]
         )
+    path, n = folder / SUMMARY, 1
+    while path.exists() or path.is_symlink():
+        n += 1
+        path = folder / f"{Path(SUMMARY).stem}_{n}.csv"
     _write(path, lambda p: p.write_text(buf.getvalue()))
+    log.info("%s: what became of every input", path)
+    return path

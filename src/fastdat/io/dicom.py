@@ -8,7 +8,9 @@ convention: axes reoriented to the closest RAS (+x patient right, +y anterior, +
 4 x 4 voxel -> RAS mm affine as in NIfTI.
 
 Every problem is a :class:`DicomInputError` naming the file and the reason, whatever pydicom or
-numpy raised underneath (malformed values, contradictory geometry, corrupt pixel data).
+numpy raised underneath (malformed values, contradictory geometry, a file cut short, corrupt pixel
+data, a transfer syntax no installed decoder reads). pydicom's own warnings about a file go to the
+debug log of this module, not to the user's terminal.
 
 Writing is :mod:`fastdat.io.dicom_write`.
 """
@@ -16,7 +18,11 @@ Writing is :mod:`fastdat.io.dicom_write`.
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import re
+import struct
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +33,13 @@ NM_IMAGE_STORAGE = "1.2.840.10008.5.1.4.1.1.20"
 SLICE_VECTOR = 0x00540080
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 """DICOM patient coordinates (LPS) to RAS, as a 4 x 4 affine."""
+_PIXEL_TAGS = ((0x7FE0, 0x0010), (0x7FE0, 0x0008), (0x7FE0, 0x0009))
+_DECODERS_HINT = (
+    "pip install python-gdcm (a dependency of fastdat: reinstall it), or pylibjpeg with "
+    "pylibjpeg-libjpeg / pylibjpeg-openjpeg"
+)
+
+log = logging.getLogger(__name__)
 
 
 class DicomInputError(ValueError):
@@ -80,20 +93,111 @@ def _reading(path: str | Path):
         ) from err
 
 
+class _Drop(logging.Filter):
+    """Moves pydicom's log records below ERROR to this module's debug log."""
+
+    def __init__(self, path) -> None:
+        super().__init__()
+        self.path = path
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        log.debug("%s: pydicom: %s", self.path, record.getMessage())
+        return False
+
+
+@contextlib.contextmanager
+def quiet_pydicom(path: str | Path):
+    """pydicom's warnings while reading or writing ``path``: logged at debug level, not shown.
+
+    Yields a list that holds the messages of the warnings seen once the block has ended.
+    """
+    logger = logging.getLogger("pydicom")
+    drop = _Drop(path)
+    logger.addFilter(drop)
+    messages: list[str] = []
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            try:
+                yield messages
+            finally:
+                for w in caught:
+                    messages.append(str(w.message))
+                    log.debug("%s: %s: %s", path, w.category.__name__, w.message)
+    finally:
+        logger.removeFilter(drop)
+
+
+def _settle(ds) -> None:
+    """Convert every element of ``ds`` (and of its sequences) now, inside
+    :func:`quiet_pydicom`, so that pydicom warns about bad values there and not at a later
+    access. A value that cannot be converted is left raw, to fail where it is used."""
+    for tag in list(ds.keys()):
+        try:
+            elem = ds[tag]
+            items = list(elem.value) if elem.VR == "SQ" else []
+        except Exception:  # noqa: BLE001 - reported where the reader uses it, if it does
+            continue
+        for item in items:
+            _settle(item)
+
+
+def _header(path: Path):
+    """The header (no pixels) and what follows it in the file: ``"pixels"``, ``"end"`` (the file
+    ends cleanly after its last attribute) or ``"truncated"`` (it ends inside an attribute)."""
+    import pydicom
+    from pydicom.dataelem import RawDataElement
+    from pydicom.uid import DeflatedExplicitVRLittleEndian
+
+    with open(path, "rb") as fp, quiet_pydicom(path) as seen:
+        ds = pydicom.dcmread(fp, stop_before_pixels=True)
+        stop, size = fp.tell(), os.fstat(fp.fileno()).st_size
+        head = fp.read(8)
+        last = ds.get_item(list(ds.keys())[-1], keep_deferred=True) if len(ds) else None
+        _settle(ds)
+    if any("end of file" in m.lower() for m in seen):
+        return ds, "truncated"
+    syntax = (getattr(ds, "file_meta", None) or {}).get("TransferSyntaxUID")
+    if syntax == DeflatedExplicitVRLittleEndian:  # read through zlib: offsets are not the file's
+        with quiet_pydicom(path):
+            raw = pydicom.dcmread(path, specific_tags=["PixelData", "FloatPixelData"])
+        found = "PixelData" in raw or "FloatPixelData" in raw
+        return ds, "pixels" if found else "end"
+    if len(head) >= 4:
+        little = syntax is None or not syntax.is_transfer_syntax or syntax.is_little_endian
+        if struct.unpack("<HH" if little else ">HH", head[:4]) in _PIXEL_TAGS:
+            return ds, "pixels"
+    if last is None:  # nothing after the File Meta Information: was it complete?
+        meta_len = (getattr(ds, "file_meta", None) or {}).get("FileMetaInformationGroupLength")
+        if meta_len is None:  # "DICM" and too little after it
+            return ds, "truncated"
+        return ds, "end" if size == 132 + 12 + int(meta_len) and not head else "truncated"
+    if isinstance(last, RawDataElement) and last.length != 0xFFFFFFFF:
+        return ds, "end" if last.value_tell + last.length == size and not head else "truncated"
+    return ds, "end" if stop >= size and not head else "truncated"
+
+
 def read_header(path: str | Path):
     """Read a file's header (no pixels); :class:`DicomInputError` if it is not usable NM recon."""
-    import pydicom
     from pydicom.errors import InvalidDicomError
 
     path = Path(path)
     try:
-        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        ds, rest = _header(path)
     except InvalidDicomError as err:
         raise DicomInputError(
             path, "not a readable DICOM file (no 'DICM' preamble or File Meta Information)"
         ) from err
-    except Exception as err:  # OSError, EOFError and parser errors
-        raise DicomInputError(path, f"not a readable DICOM file ({type(err).__name__})") from err
+    except OSError as err:
+        raise DicomInputError(path, f"cannot be read ({err.strerror or err})") from err
+    except Exception as err:  # EOFError and parser errors
+        raise DicomInputError(
+            path, f"not a readable DICOM file: truncated or corrupt ({type(err).__name__}: {err})"
+        ) from err
+    if rest == "truncated":
+        raise DicomInputError(path, "truncated file: it ends inside its header, before the pixels")
     with _reading(path):
         modality = str(getattr(ds, "Modality", "") or "")
         if modality != "NM":
@@ -104,11 +208,10 @@ def read_header(path: str | Path):
             raise DicomInputError(
                 path, f"Image Type {kind}: planar or projection data, not a reconstructed tomogram"
             )
-        if "PixelData" not in ds and "FloatPixelData" not in ds:
-            # stop_before_pixels hides PixelData; check the tag is in the file
-            raw = pydicom.dcmread(path, specific_tags=["PixelData"])
-            if "PixelData" not in raw:
-                raise DicomInputError(path, "no pixel data")
+        if rest != "pixels":
+            raise DicomInputError(
+                path, "no pixel data (the file ends after its header attributes: truncated?)"
+            )
         for tag in ("StudyInstanceUID", "SeriesInstanceUID", "Rows", "Columns", "PixelSpacing"):
             if tag not in ds:
                 raise DicomInputError(path, f"missing {tag}")
@@ -120,9 +223,17 @@ MAX_SIDE, MAX_VOXELS = 4096, 2**28
 """Largest rows, columns or frames, and pixel count, FastDaT accepts (a 512^3 volume is 2^27)."""
 
 
+def frame_count(ds) -> int:
+    """Number of Frames of a header; 1 when absent or empty (a single-frame object)."""
+    value = ds.get("NumberOfFrames")
+    return 1 if value is None or value == "" else int(value)
+
+
 def _matrix(ds, path) -> tuple[int, int, int]:
     """``(frames, rows, columns)`` of a header, checked to be positive and plausible."""
-    frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+    frames = frame_count(ds)
+    if frames < 1:
+        raise DicomInputError(path, f"Number of Frames is {frames}: the object holds no image")
     rows, cols = int(ds.Rows), int(ds.Columns)
     samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
     n = frames * rows * cols * samples
@@ -273,14 +384,43 @@ def _rescale(ds, pixels: np.ndarray) -> np.ndarray:
     return pixels.astype(np.float32) * slope + intercept
 
 
+def _check_decoder(ds, path) -> None:
+    """:class:`DicomInputError` naming the transfer syntax when no installed plugin decodes it."""
+    from pydicom.pixels import get_decoder
+
+    syntax = ds.file_meta.TransferSyntaxUID
+    if not syntax.is_transfer_syntax:
+        raise DicomInputError(path, f"unknown transfer syntax {syntax}")
+    if not syntax.is_compressed:
+        return
+    name = f"{syntax.name} ({syntax})" if syntax.name != str(syntax) else str(syntax)
+    try:
+        decoder = get_decoder(syntax)
+    except NotImplementedError:
+        raise DicomInputError(
+            path,
+            f"pixel data compressed as {name}, which no DICOM decoder FastDaT uses can read; "
+            "convert the series to an uncompressed transfer syntax first "
+            "(gdcmconv --raw, or dcmtk's dcmdjpeg / dcmdrle)",
+        ) from None
+    if not decoder.is_available:
+        raise DicomInputError(
+            path,
+            f"pixel data compressed as {name} and no decoder for it is installed: {_DECODERS_HINT}",
+        )
+
+
 def _pixels(path: Path):
     import pydicom
 
     try:
-        ds = pydicom.dcmread(path)
+        with quiet_pydicom(path):
+            ds = pydicom.dcmread(path)
+            _settle(ds)
     except Exception as err:  # a file truncated or corrupt after its header
         raise DicomInputError(path, f"unreadable pixel data ({type(err).__name__}: {err})") from err
     with _reading(path):
+        _check_decoder(ds, path)
         frames, rows, cols = _matrix(ds, path)
         n = frames * rows * cols * int(getattr(ds, "SamplesPerPixel", 1) or 1)
         bits = int(getattr(ds, "BitsAllocated", 16) or 16)
@@ -294,7 +434,8 @@ def _pixels(path: Path):
                     f"{n * bits // 8} (truncated file?)",
                 )
     try:
-        return ds, ds.pixel_array
+        with quiet_pydicom(path):
+            return ds, ds.pixel_array
     except Exception as err:  # pixel decoders raise many exception types
         raise DicomInputError(path, f"unreadable pixel data ({type(err).__name__}: {err})") from err
 
