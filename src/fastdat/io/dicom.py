@@ -3,9 +3,10 @@
 Reading accepts the two ways cameras export reconstructed tomographic slices: one NM Image Storage
 multi-frame object whose frames are slices (Image Type ``...\\RECON TOMO``, frame order given by
 Slice Vector), and a stack of single-slice objects (each with Image Position / Orientation). Pixel
-values are mapped through Rescale Slope / Intercept. Volumes are returned in FastDaT's array
-convention: axes reoriented to the closest RAS (+x patient right, +y anterior, +z superior), with a
-4 x 4 voxel -> RAS mm affine as in NIfTI.
+values are mapped through Rescale Slope / Intercept, or without them through a linear Real World
+Value Mapping (how :mod:`fastdat.io.dicom_write` writes a derived series). Volumes are returned in
+FastDaT's array convention: axes reoriented to the closest RAS (+x patient right, +y anterior, +z
+superior), with a 4 x 4 voxel -> RAS mm affine as in NIfTI.
 
 Every problem is a :class:`DicomInputError` naming the file and the reason, whatever pydicom or
 numpy raised underneath (malformed values, contradictory geometry, a file cut short, corrupt pixel
@@ -378,9 +379,25 @@ def native_geometry(series: Series) -> NativeGeometry:
     return _stack_geometry(series)
 
 
+def value_mapping(ds) -> tuple[float, float]:
+    """The ``(slope, intercept)`` that maps a header's stored pixel values to values.
+
+    Rescale Slope / Intercept when either has a value; else the first Real World Value Mapping
+    item with a linear map (how :mod:`fastdat.io.dicom_write` records the units of a derived NM
+    series, whose IOD has no Modality LUT); else the identity ``(1, 0)``.
+    """
+    slope, intercept = ds.get("RescaleSlope"), ds.get("RescaleIntercept")
+    if slope in (None, "") and intercept in (None, ""):
+        for item in ds.get("RealWorldValueMappingSequence", None) or []:
+            rws, rwi = item.get("RealWorldValueSlope"), item.get("RealWorldValueIntercept")
+            if rws is not None and rwi is not None:
+                slope, intercept = rws, rwi
+                break
+    return float(slope or 1.0), float(intercept or 0.0)
+
+
 def _rescale(ds, pixels: np.ndarray) -> np.ndarray:
-    slope = float(getattr(ds, "RescaleSlope", 1.0) or 1.0)
-    intercept = float(getattr(ds, "RescaleIntercept", 0.0) or 0.0)
+    slope, intercept = value_mapping(ds)
     return pixels.astype(np.float32) * slope + intercept
 
 
