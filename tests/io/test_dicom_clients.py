@@ -25,6 +25,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from nm_support import add_i123_acquisition, code
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -62,12 +63,6 @@ def _run(*args, timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([str(a) for a in args], capture_output=True, text=True, timeout=timeout)
 
 
-def _code(value, meaning, scheme="SCT"):
-    item = pydicom.Dataset()
-    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
-    return item
-
-
 def _camera_export(path: Path, shape=(16, 20, 18)) -> None:
     """An NM RECON TOMO multi-frame as a camera exports it: integer counts, no rescale, every
     attribute the NM Image IOD requires (``dciodvfy`` finds no error in it)."""
@@ -94,19 +89,9 @@ def _camera_export(path: Path, shape=(16, 20, 18)) -> None:
     ds.PatientOrientation = ["R", "A"]
     ds.CountsAccumulated, ds.AcquisitionTerminationCondition = 2345678, "TIME"
     ds.CorrectedImage = ["UNIF", "COR", "ATTN"]
-    ds.PatientOrientationCodeSequence = [_code("102538003", "recumbent")]
-    ds.PatientGantryRelationshipCodeSequence = [_code("102540008", "headfirst")]
-    window, limits = pydicom.Dataset(), pydicom.Dataset()
-    limits.EnergyWindowLowerLimit, limits.EnergyWindowUpperLimit = "143.1", "174.9"
-    window.EnergyWindowRangeSequence, window.EnergyWindowName = [limits], "I123"
-    ds.EnergyWindowInformationSequence = [window]
-    pharm = pydicom.Dataset()
-    pharm.RadionuclideCodeSequence = [_code("C-114B7", "^123^Iodine", "SRT")]
-    ds.RadiopharmaceuticalInformationSequence = [pharm]
-    rot = pydicom.Dataset()
-    rot.StartAngle, rot.AngularStep, rot.RotationDirection, rot.ScanArc = "0", "3", "CW", "360"
-    rot.ActualFrameDuration, rot.NumberOfFramesInRotation = 25000, 120
-    ds.RotationInformationSequence = [rot]
+    ds.PatientOrientationCodeSequence = [code("102538003", "recumbent")]
+    ds.PatientGantryRelationshipCodeSequence = [code("102540008", "headfirst")]
+    add_i123_acquisition(ds, frame_ms=25000)
     ds.NumberOfFrames = ds.NumberOfSlices = shape[0]
     ds.FrameIncrementPointer, ds.SliceVector = 0x00540080, list(range(1, shape[0] + 1))
     ds.NumberOfEnergyWindows = ds.NumberOfDetectors = ds.NumberOfRotations = 1

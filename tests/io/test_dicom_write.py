@@ -7,6 +7,7 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
+from nm_support import add_i123_acquisition, code
 from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
@@ -21,12 +22,6 @@ from fastdat.io.dicom import (
 from fastdat.io.dicom_write import write_derived_series, write_nm_volume
 
 SHAPE = (9, 11, 7)  # (slices, rows, cols) as stored: odd and unequal on purpose
-
-
-def _code(value, meaning, scheme="SCT"):
-    item = pydicom.Dataset()
-    item.CodeValue, item.CodingSchemeDesignator, item.CodeMeaning = value, scheme, meaning
-    return item
 
 
 def _base(vendor: str, study: str, series: str) -> pydicom.Dataset:
@@ -50,21 +45,9 @@ def _base(vendor: str, study: str, series: str) -> pydicom.Dataset:
     ds.SeriesNumber, ds.InstanceNumber = 3, 1
     ds.Manufacturer, ds.BodyPartExamined = vendor.upper(), "BRAIN"
     ds.FrameOfReferenceUID, ds.PositionReferenceIndicator = generate_uid(), ""
-    ds.PatientOrientationCodeSequence = [_code("F-10450", "recumbent", "SRT")]
-    ds.PatientGantryRelationshipCodeSequence = [_code("F-10470", "headfirst", "SRT")]
-    window = pydicom.Dataset()
-    rng = pydicom.Dataset()
-    rng.EnergyWindowLowerLimit, rng.EnergyWindowUpperLimit = "143.1", "174.9"
-    window.EnergyWindowRangeSequence = [rng]
-    window.EnergyWindowName = "I123"
-    ds.EnergyWindowInformationSequence = [window]
-    pharm = pydicom.Dataset()
-    pharm.RadionuclideCodeSequence = [_code("C-114B7", "^123^Iodine", "SRT")]
-    ds.RadiopharmaceuticalInformationSequence = [pharm]
-    rot = pydicom.Dataset()
-    rot.StartAngle, rot.AngularStep, rot.RotationDirection, rot.ScanArc = "0", "3", "CW", "360"
-    rot.ActualFrameDuration, rot.NumberOfFramesInRotation = 2500, 120
-    ds.RotationInformationSequence = [rot]
+    ds.PatientOrientationCodeSequence = [code("F-10450", "recumbent", "SRT")]
+    ds.PatientGantryRelationshipCodeSequence = [code("F-10470", "headfirst", "SRT")]
+    add_i123_acquisition(ds, frame_ms=2500)
     # what describes the acquisition and stays true of an image derived from it
     ds.AcquisitionDate, ds.AcquisitionTime = "20240102", "101700"
     ds.CountsAccumulated, ds.AcquisitionTerminationCondition = 3456789, "TIME"
