@@ -23,8 +23,8 @@ from collections.abc import Callable
 
 import torch
 
-from fastdat.simulate.collimator import FWHM_TO_SIGMA, get_collimator
-from fastdat.simulate.projector import SPECTProjector
+from fastdat.tomo.collimator import FWHM_TO_SIGMA, get_collimator
+from fastdat.tomo.projector import SPECTProjector
 
 COLLIMATOR = "siemens-lehr"
 INTRINSIC_FWHM_MM = 3.6

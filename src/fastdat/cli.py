@@ -11,7 +11,7 @@ from fastdat import __version__
 
 
 def _cmd_collimators(args: argparse.Namespace) -> int:
-    from fastdat.simulate.collimator import COLLIMATORS
+    from fastdat.tomo.collimator import COLLIMATORS
 
     print(f"{'name':<14} {'D (mm)':>7} {'L (mm)':>7} {'FWHM@100mm':>11}")
     for c in COLLIMATORS.values():

@@ -31,10 +31,10 @@ from dataclasses import dataclass
 
 import torch
 
-from fastdat.simulate.collimator import FWHM_TO_SIGMA, get_collimator
-from fastdat.simulate.counts import poisson_counts, thin_counts
-from fastdat.simulate.projector import SPECTProjector, outside_field_of_view
-from fastdat.simulate.recon import OSEMConfig, osem, subset_views
+from fastdat.tomo.collimator import FWHM_TO_SIGMA, get_collimator
+from fastdat.tomo.counts import poisson_counts, thin_counts
+from fastdat.tomo.projector import SPECTProjector, outside_field_of_view
+from fastdat.tomo.osem import OSEMConfig, osem, subset_views
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,7 @@ def load_user_maps(
         )
     import torch
 
-    from fastdat.simulate.projector import outside_field_of_view
+    from fastdat.tomo.projector import outside_field_of_view
 
     for data, path, what in ((act, activity, "activity"), (mu, mu_map, "mu")):
         if outside_field_of_view(torch.from_numpy(data)):

@@ -45,8 +45,8 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from fastdat.simulate.collimator import FWHM_TO_SIGMA, get_collimator
-from fastdat.simulate.projector import SPECTProjector
+from fastdat.tomo.collimator import FWHM_TO_SIGMA, get_collimator
+from fastdat.tomo.projector import SPECTProjector
 
 # PyTomography is imported lazily (its import sets ``warnings.simplefilter("ignore")``).
 if importlib.util.find_spec("pytomography") is None:

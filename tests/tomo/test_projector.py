@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastdat.simulate.projector import SPECTProjector
+from fastdat.tomo.projector import SPECTProjector
 
 
 def _projector(dtype=torch.float64, mu=True, collimator="siemens-lehr", n=17, nz=5):
@@ -65,7 +65,7 @@ def test_bad_geometry_is_refused():
 
 
 def test_field_of_view_is_the_inscribed_cylinder():
-    from fastdat.simulate.projector import field_of_view, outside_field_of_view
+    from fastdat.tomo.projector import field_of_view, outside_field_of_view
 
     n = 16
     fov = field_of_view(n)

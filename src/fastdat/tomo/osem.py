@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import torch
 
-from fastdat.simulate.projector import SPECTProjector
+from fastdat.tomo.projector import SPECTProjector
 
 
 @dataclass(frozen=True)

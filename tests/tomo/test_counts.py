@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastdat.simulate.counts import poisson_counts, thin_counts
+from fastdat.tomo.counts import poisson_counts, thin_counts
 
 
 def test_thinning_ratio_and_nesting():

@@ -34,7 +34,7 @@ import warnings
 
 import torch
 
-from fastdat.simulate.collimator import FWHM_TO_SIGMA, get_collimator
+from fastdat.tomo.collimator import FWHM_TO_SIGMA, get_collimator
 
 _MAX_STEP_VAR = 0.5  # px^2 per 3-tap step (w <= 0.25 keeps the kernel non-negative)
 
