@@ -25,8 +25,8 @@ from bench_projector import bench_pytomography, timed  # same folder
 from fastdat.simulate import acquisition as acq
 from fastdat.simulate.cohort import resolve_config, simulate_study
 from fastdat.simulate.phantom import make_phantom, sample_subject
-from fastdat.tomo.projector import SPECTProjector, _rotation_operators
 from fastdat.tomo.osem import OSEMConfig, osem, subset_views
+from fastdat.tomo.projector import SPECTProjector, _rotation_operators
 
 
 def stages(cfg, device) -> dict[str, float]:

@@ -3,8 +3,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from fastdat.tomo.projector import SPECTProjector
 from fastdat.tomo.osem import OSEMConfig, osem, subset_views
+from fastdat.tomo.projector import SPECTProjector
 
 
 def _setup(n=24, nz=3, views=24, subsets=4):

@@ -33,8 +33,8 @@ import torch
 
 from fastdat.tomo.collimator import FWHM_TO_SIGMA, get_collimator
 from fastdat.tomo.counts import poisson_counts, thin_counts
-from fastdat.tomo.projector import SPECTProjector, outside_field_of_view
 from fastdat.tomo.osem import OSEMConfig, osem, subset_views
+from fastdat.tomo.projector import SPECTProjector, outside_field_of_view
 
 
 @dataclass(frozen=True)
