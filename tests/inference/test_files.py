@@ -22,6 +22,7 @@ from pydicom.uid import generate_uid
 
 from fastdat.cli import main
 from fastdat.inference import files
+from fastdat.io import atomic
 from fastdat.io.dicom import Series, read_header, series_volume
 from fastdat.io.dicom_write import write_nm_volume
 
@@ -119,7 +120,7 @@ def test_unwritable_existing_folder_is_named(tmp_path, model, capsys, monkeypatc
     def mkstemp(*args, **kwargs):
         raise OSError(errno.EROFS, "Read-only file system")
 
-    monkeypatch.setattr(files.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(atomic.tempfile, "mkstemp", mkstemp)
     assert _run(src, "--out", out) == 2
     err = capsys.readouterr().err
     assert f"{out}: cannot write in the output folder (Read-only file system)" in err

@@ -12,9 +12,9 @@ from fastdat.simulate.acquisition import (
     crop,
     draw_total_counts,
     embed,
-    gaussian_filter3d,
     simulate_acquisition,
 )
+from fastdat.tomo.osem import gaussian_filter3d
 
 
 def test_background_share_positive_and_broad():

@@ -13,11 +13,8 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import errno
 import json
 import logging
-import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +23,7 @@ import numpy as np
 import torch
 
 from fastdat.inference.denoise import denoise_volume, load_denoiser
+from fastdat.io.atomic import OutputError, make_folder, remove_empty, write_new
 from fastdat.models.registry import ImageToImage
 
 log = logging.getLogger(__name__)
@@ -41,13 +39,6 @@ class DenoiseResult:
     reason: str = ""
     seconds: float = 0.0
     warnings: tuple[str, ...] = field(default_factory=tuple)
-
-
-class OutputError(OSError):
-    """An output that cannot be created or written (``filename`` names it; ``strerror`` says why).
-
-    Stops the whole run: the next outputs would meet the same folder or disk.
-    """
 
 
 SUMMARY = "denoise_summary.csv"
@@ -297,95 +288,6 @@ def _check_paths(src: Path, out: Path) -> None:
         raise ValueError(f"{out}: a NIfTI output path is for one NIfTI input; give a folder")
 
 
-def _missing(folder: Path) -> list[Path]:
-    """The folders from ``folder`` up that do not exist yet (deepest first)."""
-    missing, p = [], folder.absolute()
-    while not (p.exists() or p.is_symlink()):
-        missing.append(p)
-        p = p.parent
-    return missing
-
-
-def _remove_empty(folders: list[Path]) -> None:
-    """Remove the folders this run created, deepest first, as long as they are empty."""
-    for d in folders:
-        try:
-            d.rmdir()
-        except OSError:
-            return
-
-
-def _make_folder(folder: Path) -> list[Path]:
-    """Create ``folder`` (and its parents) and write a probe file in it; returns the folders it
-    created. :class:`OutputError` naming the path if that fails."""
-    missing = _missing(folder)
-    above = missing[-1].parent if missing else folder.absolute()
-    if not above.is_dir():
-        raise OutputError(
-            errno.ENOTDIR,
-            f"cannot create the output folder: {above} is a file, not a folder",
-            str(folder),
-        )
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as err:
-        _remove_empty(missing)
-        why = f"cannot create the output folder ({err.strerror or err})"
-        raise OutputError(err.errno or errno.EIO, why, str(folder)) from err
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".fastdat-probe-", dir=folder)
-        try:
-            os.write(fd, b"FastDaT")
-        finally:
-            os.close(fd)
-            os.unlink(probe)
-    except OSError as err:
-        _remove_empty(missing)
-        why = f"cannot write in the output folder ({err.strerror or err})"
-        raise OutputError(err.errno or errno.EIO, why, str(folder)) from err
-    return missing
-
-
-def _commit(tmp: Path, final: Path) -> None:
-    """Move ``tmp`` to ``final`` atomically, never replacing an existing ``final``."""
-    try:
-        os.link(tmp, final)  # fails if final exists: no silent overwrite, even in a race
-    except FileExistsError:
-        raise FileExistsError(f"{final}: already exists; not overwritten") from None
-    except OSError:  # no hard links on this file system
-        if final.exists():
-            raise FileExistsError(f"{final}: already exists; not overwritten") from None
-        os.replace(tmp, final)
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-
-
-def _write(final: Path, writer) -> None:
-    """Write ``final`` through a temporary file in its folder; nothing is left if that fails.
-
-    ``FileExistsError`` if it exists; :class:`OutputError` naming it for any other OS error.
-    """
-    if final.exists() or final.is_symlink():
-        raise FileExistsError(f"{final}: already exists; not overwritten")
-    created = _missing(final.parent)
-    tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")  # same suffix: same format
-    try:
-        final.parent.mkdir(parents=True, exist_ok=True)
-        writer(tmp)
-        _commit(tmp, final)
-    except FileExistsError:
-        raise
-    except OSError as err:
-        why = f"could not write it ({err.strerror or err})"
-        raise OutputError(err.errno or errno.EIO, why, str(final)) from err
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        if not final.exists():
-            _remove_empty(created)
-
-
 @dataclass(frozen=True)
 class _Job:
     """What every input of one :func:`denoise_path` call shares."""
@@ -443,7 +345,7 @@ def _one(item: _Item, out: Path, single: bool, job: _Job) -> tuple[Path, tuple[s
         back = nib.orientations.ornt_transform(np.array([[0, 1], [1, 1], [2, 1]]), ornt)
         img = nib.Nifti1Image(nib.orientations.apply_orientation(result, back), aff)
         img.header["descrip"] = f"FastDaT {fastdat.__version__} denoised"[:79].encode()
-        _write(target, lambda p: nib.save(img, p))
+        write_new(target, lambda p: nib.save(img, p))
     else:
         desc = f"Denoised by FastDaT {fastdat.__version__} with {job.label}; {info['mode']} mode"
 
@@ -453,7 +355,7 @@ def _one(item: _Item, out: Path, single: bool, job: _Job) -> tuple[Path, tuple[s
                     result, aff, obj, p, derivation=desc, software_version=fastdat.__version__
                 )
 
-        _write(target, write)
+        write_new(target, write)
     files = [obj] if nifti else obj.files
     doc = {
         **job.provenance,
@@ -463,7 +365,7 @@ def _one(item: _Item, out: Path, single: bool, job: _Job) -> tuple[Path, tuple[s
         **info,
     }
     try:
-        _write(sidecar, lambda p: p.write_text(json.dumps(doc, indent=1)))
+        write_new(sidecar, lambda p: p.write_text(json.dumps(doc, indent=1)))
     except BaseException:  # an output without its provenance is not left behind
         with contextlib.suppress(OSError):
             target.unlink()
@@ -519,11 +421,11 @@ def denoise_path(
     src, out = Path(input), Path(out)
     _check_paths(src, out)
     folder = out.parent if _is_nifti(out) else out
-    created = _make_folder(folder)
+    created = make_folder(folder)
     try:
         return _run(src, out, folder, model, device, mode, progress, force, refuse_ood)
     except BaseException:
-        _remove_empty(created)  # nothing written: leave no empty output folder either
+        remove_empty(created)  # nothing written: leave no empty output folder either
         raise
 
 
@@ -605,6 +507,6 @@ def _summary(folder: Path, results: list[DenoiseResult]) -> Path:
     while path.exists() or path.is_symlink():
         n += 1
         path = folder / f"{Path(SUMMARY).stem}_{n}.csv"
-    _write(path, lambda p: p.write_text(buf.getvalue()))
+    write_new(path, lambda p: p.write_text(buf.getvalue()))
     log.info("%s: what became of every input", path)
     return path

@@ -33,7 +33,7 @@ import torch
 
 from fastdat.tomo.collimator import FWHM_TO_SIGMA, get_collimator
 from fastdat.tomo.counts import poisson_counts, thin_counts
-from fastdat.tomo.osem import OSEMConfig, osem, subset_views
+from fastdat.tomo.osem import OSEMConfig, gaussian_filter3d, osem, subset_views
 from fastdat.tomo.projector import SPECTProjector, outside_field_of_view
 
 
@@ -154,24 +154,6 @@ def add_background(primary: torch.Tensor, pixel_mm: float, cfg: AcquisitionConfi
     b = b[:, :d, :d].clamp_min(0)
     f = cfg.background_fraction
     return (b * (f / (1 - f) * primary.sum() / b.sum())).to(primary.dtype)
-
-
-def gaussian_filter3d(x: torch.Tensor, fwhm_mm: float, voxel_mm: float) -> torch.Tensor:
-    """Separable 3D Gaussian filter of ``(N, N, Z)``: zero padding, kernel radius
-    ``int(3 sigma + 0.5)`` voxels (as ``scipy.ndimage.gaussian_filter(truncate=3)``)."""
-    if fwhm_mm <= 0:
-        return x
-    sigma = fwhm_mm * FWHM_TO_SIGMA / voxel_mm
-    r = max(1, int(3 * sigma + 0.5))
-    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
-    g = torch.exp(-(t**2) / (2 * sigma**2))
-    g = (g / g.sum()).view(1, 1, -1)
-    for dim in range(3):
-        y = x.movedim(dim, -1)
-        shape = y.shape
-        y = torch.nn.functional.conv1d(y.reshape(-1, 1, shape[-1]), g, padding=r)
-        x = y.reshape(shape).movedim(-1, dim)
-    return x
 
 
 def embed(proj: torch.Tensor, size: int) -> torch.Tensor:

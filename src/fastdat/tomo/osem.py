@@ -1,4 +1,5 @@
-"""OSEM reconstruction with the attenuation and collimator-response model of the projector.
+"""OSEM reconstruction with the attenuation and collimator-response model of the projector, and
+the 3D Gaussian post-filter.
 
 Update for subset ``S_b`` (Hudson & Larkin 1994), with an optional additive background ``s``::
 
@@ -11,6 +12,7 @@ from dataclasses import dataclass
 
 import torch
 
+from fastdat.tomo.collimator import FWHM_TO_SIGMA
 from fastdat.tomo.projector import SPECTProjector
 
 
@@ -73,3 +75,21 @@ def subset_views(n_views: int, n_subsets: int) -> list[list[int]]:
     if not 1 <= n_subsets <= n_views:
         raise ValueError(f"subsets must be in 1..{n_views}, got {n_subsets}")
     return [list(range(b, n_views, n_subsets)) for b in range(n_subsets)]
+
+
+def gaussian_filter3d(x: torch.Tensor, fwhm_mm: float, voxel_mm: float) -> torch.Tensor:
+    """Separable 3D Gaussian filter of ``(N, N, Z)``: zero padding, kernel radius
+    ``int(3 sigma + 0.5)`` voxels (as ``scipy.ndimage.gaussian_filter(truncate=3)``)."""
+    if fwhm_mm <= 0:
+        return x
+    sigma = fwhm_mm * FWHM_TO_SIGMA / voxel_mm
+    r = max(1, int(3 * sigma + 0.5))
+    t = torch.arange(-r, r + 1, dtype=x.dtype, device=x.device)
+    g = torch.exp(-(t**2) / (2 * sigma**2))
+    g = (g / g.sum()).view(1, 1, -1)
+    for dim in range(3):
+        y = x.movedim(dim, -1)
+        shape = y.shape
+        y = torch.nn.functional.conv1d(y.reshape(-1, 1, shape[-1]), g, padding=r)
+        x = y.reshape(shape).movedim(-1, dim)
+    return x
