@@ -53,9 +53,21 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
         if not any(s.startswith("cohort.n_studies=") for s in sets):
             sets.append("cohort.n_studies=1")
     cfg = resolve_config(load_preset("simulate", args.preset), sets)
+    if args.projection_dicom:
+        from fastdat.io.projection_dicom import LAYOUTS
+
+        if args.projection_dicom not in LAYOUTS:
+            raise ValueError(
+                f"--projection-dicom {args.projection_dicom}: layouts are {', '.join(LAYOUTS)}"
+            )
     device = _resolve_device(args.device)
     manifest = simulate_cohort(cfg, args.out, args.workers, device, phantom=phantom)
     print(f"wrote {manifest}")
+    if args.projection_dicom:
+        from fastdat.simulate.export import export_projections
+
+        folder = export_projections(args.out, Path(args.out) / "projections", args.projection_dicom)
+        print(f"wrote projection DICOM ({args.projection_dicom} layout) under {folder}")
     realism = manifest.parent / "realism.json"
     if realism.exists():
         import json
@@ -75,9 +87,12 @@ def _cmd_dataset_build(args: argparse.Namespace) -> int:
     from fastdat.config import apply_overrides, from_dict
     from fastdat.data import dataset as ds
 
-    given = [x for x in (args.sim, args.nifti, args.dicom) if x]
+    given = [x for x in (args.sim, args.nifti, args.dicom, args.projections) if x]
     if len(given) != 1:
-        raise ValueError("give exactly one of --from SIMDIR, --nifti ROOT_OR_CSV, --dicom ROOT")
+        raise ValueError(
+            "give exactly one of --from SIMDIR, --nifti ROOT_OR_CSV, --dicom ROOT, "
+            "--projections ROOT"
+        )
     sets = list(args.set or [])
     skipped = None
     for key, value in (
@@ -97,6 +112,28 @@ def _cmd_dataset_build(args: argparse.Namespace) -> int:
     elif args.nifti:
         sources = ds.sources_from_nifti(args.nifti, kinds)
         desc = {"kind": "nifti", "path": str(Path(args.nifti).resolve())}
+    elif args.projections:
+        from fastdat.data.projections import sources_from_projections
+        from fastdat.tomo.reconstruct import settings_dict
+
+        settings = _recon_settings(args)
+        out_dir = Path(args.out)
+        recon_dir = Path(args.recon_dir or out_dir.with_name(out_dir.name + ".recon"))
+        sources = sources_from_projections(
+            args.projections,
+            recon_dir,
+            kinds,
+            settings,
+            args.attenuation,
+            _resolve_device(args.device),
+        )
+        desc = {
+            "kind": "projections",
+            "path": str(Path(args.projections).resolve()),
+            "recon_dir": str(recon_dir.resolve()),
+            "attenuation": args.attenuation,
+            "recon": settings_dict(settings),
+        }
     else:
         from fastdat.data.dicom import sources_from_dicom
 
@@ -118,6 +155,80 @@ def _cmd_dataset_build(args: argparse.Namespace) -> int:
     for r in left_out:
         print(f"skipped {r['study_id'] or r['origin']} ({r['origin']}): {r['reason']}")
     print(f"{len(index) // cfg.n_slices} studies used, {len(left_out)} skipped")
+    return 0
+
+
+def _add_recon_args(p: argparse.ArgumentParser, attenuation: str, seed_flag: str) -> None:
+    """The reconstruction options shared by ``recon`` and ``dataset build --projections``."""
+    p.add_argument(
+        "--attenuation",
+        default=attenuation,
+        help=f"{attenuation} (default); "
+        + (
+            "auto: per study its mu_map.nii.gz, else its CT/ folder, else chang; "
+            if attenuation == "auto"
+            else ""
+        )
+        + "chang, uniform, none, a CT series folder or a mu map NIfTI (1/cm at 159 keV)",
+    )
+    p.add_argument("--mu", type=float, help="uniform mu for chang / uniform (1/cm)")
+    p.add_argument("--scatter", default="none", choices=("none", "tew", "dew"))
+    p.add_argument("--collimator", help="collimator name (default: the file's); none for off")
+    p.add_argument("--iterations", type=int, default=8)
+    p.add_argument("--subsets", type=int, default=8)
+    p.add_argument(
+        "--postfilter-mm", type=float, default=6.0, help="3D Gaussian FWHM (mm; 6, the simulator's)"
+    )
+    p.add_argument(seed_flag, dest="recon_seed", type=int, default=0, help="seed of the thinning")
+    p.add_argument("--grid", help="SIZE,SLICES of the grid (default: the object's extent)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+
+
+def _recon_settings(args: argparse.Namespace, fraction: float = 1.0):
+    """:class:`ReconSettings` from the options of :func:`_add_recon_args`."""
+    from fastdat.tomo.reconstruct import ReconSettings
+
+    grid = None
+    if args.grid:
+        try:
+            size, slices = (int(v) for v in args.grid.split(","))
+        except ValueError:
+            raise ValueError(f"--grid {args.grid}: give SIZE,SLICES (e.g. 80,48)") from None
+        grid = (size, slices)
+    return ReconSettings(
+        iterations=args.iterations,
+        subsets=args.subsets,
+        mu_per_cm=args.mu,
+        scatter=args.scatter,
+        collimator=args.collimator,
+        postfilter_mm=args.postfilter_mm,
+        fraction=fraction,
+        seed=args.recon_seed,
+        grid=grid,
+    )
+
+
+def _cmd_recon(args: argparse.Namespace) -> int:
+    from fastdat.tomo.files import recon_path
+
+    settings = _recon_settings(args, args.fraction)
+    formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
+    result = recon_path(
+        args.projections,
+        args.out,
+        settings,
+        args.attenuation,
+        formats,
+        _resolve_device(args.device),
+    )
+    info = result.recon.info
+    print(
+        f"reconstructed {info['views']} views, {info['counts_photopeak']} photopeak counts over "
+        f"{info['acquisition_s']:.0f} s on a {' x '.join(map(str, info['grid']))} grid "
+        f"({info['collimator']}) in {info['seconds']:.1f} s"
+    )
+    for path in result.outputs:
+        print(f"wrote {path}")
     return 0
 
 
@@ -302,7 +413,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--activity", help="user activity map (NIfTI) instead of drawn phantoms")
     p.add_argument("--mu-map", help="user attenuation map (NIfTI, 1/cm at 159 keV)")
     p.add_argument("--labels", help="optional label map (NIfTI) for the user maps")
+    p.add_argument(
+        "--projection-dicom",
+        metavar="LAYOUT",
+        help="also write each study's longest acquisition as projection DICOM in this vendor "
+        "layout under OUT/projections (what dataset build --projections and recon read)",
+    )
     p.set_defaults(func=_cmd_simulate)
+
+    p = sub.add_parser(
+        "recon",
+        help="reconstruct SPECT projection DICOM (optionally thinned to a shorter scan)",
+        description="OSEM reconstruction of an NM TOMO acquisition on its own geometry, with "
+        "attenuation, scatter and collimator-response correction; --fraction thins the counts "
+        "first (binomial), so --fraction 0.2 turns a 25-min acquisition into its 5-min version.",
+    )
+    p.add_argument("projections", help="projection DICOM file, or a folder of one acquisition")
+    p.add_argument("--out", required=True, help="output folder (new or empty)")
+    _add_recon_args(p, "chang", "--seed")
+    p.add_argument("--fraction", type=float, default=1.0, help="share of counts kept (thinning)")
+    p.add_argument("--format", default="nifti,dicom", help="nifti, dicom or both")
+    p.set_defaults(func=_cmd_recon)
 
     p = sub.add_parser("dataset", help="build striatal crop datasets")
     dsub = p.add_subparsers(dest="dataset_command", required=True)
@@ -314,6 +445,16 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--from", dest="sim", metavar="SIMDIR", help="a simulated cohort directory")
     b.add_argument("--nifti", metavar="ROOT_OR_CSV", help="NIfTI study folders or a CSV of pairs")
     b.add_argument("--dicom", metavar="ROOT", help="a folder of DICOM exports")
+    b.add_argument(
+        "--projections",
+        metavar="ROOT",
+        help="archived acquisitions ROOT/<study>/ (projection DICOM), each reconstructed at "
+        "full counts and thinned to every shorter duration",
+    )
+    b.add_argument(
+        "--recon-dir",
+        help="--projections: where the reconstructions are kept (default: OUT.recon beside OUT)",
+    )
     b.add_argument("--pairs", metavar="CSV", help="DICOM: series pairing (study, series, kind)")
     b.add_argument("--out", required=True, help="dataset directory")
     b.add_argument("--slices", type=int, help="slices per study (default 5)")
@@ -323,6 +464,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--durations", help="image kinds to pair (default 5min,25min)")
     b.add_argument("--splits", help="reuse the splits.json of another dataset")
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
+    _add_recon_args(b, "auto", "--recon-seed")
     b.set_defaults(func=_cmd_dataset_build)
 
     p = sub.add_parser("models", help="list the registered networks with size and CPU speed")

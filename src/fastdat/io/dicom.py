@@ -145,7 +145,7 @@ def _settle(ds) -> None:
             _settle(item)
 
 
-def _header(path: Path):
+def raw_header(path: Path):
     """The header (no pixels) and what follows it in the file: ``"pixels"``, ``"end"`` (the file
     ends cleanly after its last attribute) or ``"truncated"`` (it ends inside an attribute)."""
     import pydicom
@@ -186,7 +186,7 @@ def read_header(path: str | Path):
 
     path = Path(path)
     try:
-        ds, rest = _header(path)
+        ds, rest = raw_header(path)
     except InvalidDicomError as err:
         raise DicomInputError(
             path, "not a readable DICOM file (no 'DICM' preamble or File Meta Information)"
@@ -216,7 +216,7 @@ def read_header(path: str | Path):
         for tag in ("StudyInstanceUID", "SeriesInstanceUID", "Rows", "Columns", "PixelSpacing"):
             if tag not in ds:
                 raise DicomInputError(path, f"missing {tag}")
-        _matrix(ds, path)
+        frame_matrix(ds, path)
     return ds
 
 
@@ -230,7 +230,7 @@ def frame_count(ds) -> int:
     return 1 if value is None or value == "" else int(value)
 
 
-def _matrix(ds, path) -> tuple[int, int, int]:
+def frame_matrix(ds, path) -> tuple[int, int, int]:
     """``(frames, rows, columns)`` of a header, checked to be positive and plausible."""
     frames = frame_count(ds)
     if frames < 1:
@@ -310,7 +310,7 @@ def _affine(x, y, spacing, normal, ipp) -> np.ndarray:
 
 
 def _multiframe_geometry(ds, path) -> NativeGeometry:
-    frames, rows, cols = _matrix(ds, path)
+    frames, rows, cols = frame_matrix(ds, path)
     if frames < 2:
         raise DicomInputError(path, "a single slice is not a volume")
     slices = getattr(ds, "NumberOfSlices", None)
@@ -341,7 +341,7 @@ def _stack_geometry(series: Series) -> NativeGeometry:
     items = []
     for path, ds in zip(series.files, heads, strict=True):
         with _reading(path):
-            items.append((path, _matrix(ds, path)[1:], *_geometry(ds, path)))
+            items.append((path, frame_matrix(ds, path)[1:], *_geometry(ds, path)))
     if len(items) < 2:
         raise DicomInputError(series.files[0], "a single slice is not a volume")
     _, matrix, x, y, spacing, _ = items[0]
@@ -427,7 +427,9 @@ def _check_decoder(ds, path) -> None:
         )
 
 
-def _pixels(path: Path):
+def read_pixels(path: Path):
+    """The dataset and its decoded pixel array (any supported transfer syntax), or a
+    :class:`DicomInputError` naming the file (missing decoder, truncated or corrupt data)."""
     import pydicom
 
     try:
@@ -438,7 +440,7 @@ def _pixels(path: Path):
         raise DicomInputError(path, f"unreadable pixel data ({type(err).__name__}: {err})") from err
     with _reading(path):
         _check_decoder(ds, path)
-        frames, rows, cols = _matrix(ds, path)
+        frames, rows, cols = frame_matrix(ds, path)
         n = frames * rows * cols * int(getattr(ds, "SamplesPerPixel", 1) or 1)
         bits = int(getattr(ds, "BitsAllocated", 16) or 16)
         if bits not in (1, 8, 16, 32, 64):
@@ -472,7 +474,7 @@ def series_volume(series: Series) -> tuple[np.ndarray, np.ndarray]:
     cols, rows, n = geo.shape
     if series.multiframe:
         path = series.files[0]
-        ds, px = _pixels(path)
+        ds, px = read_pixels(path)
         if px.size != n * rows * cols:
             raise DicomInputError(
                 path, f"pixel data holds {px.shape}, the header says {n} x {rows} x {cols}"
@@ -483,7 +485,7 @@ def series_volume(series: Series) -> tuple[np.ndarray, np.ndarray]:
         slices = []
         for i in geo.order:
             path = series.files[i]
-            ds, px = _pixels(path)
+            ds, px = read_pixels(path)
             if px.ndim != 2:
                 raise DicomInputError(path, f"expected one slice per file, got shape {px.shape}")
             if px.shape != (rows, cols):

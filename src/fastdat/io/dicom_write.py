@@ -214,8 +214,19 @@ def _source_pixels(frames: np.ndarray, headers: list) -> _Pixels:
     return _spanning(frames)
 
 
-def _real_world_value_mapping(pixels: _Pixels):
-    """The Real World Value Mapping item that takes ``pixels.stored`` to values."""
+def _real_world_value_mapping(
+    pixels: _Pixels,
+    explanation: str = "Values in the rescaled units of the source series",
+    label: str = "SOURCE_UNITS",
+    units: tuple[str, str] = ("{counts}", "Counts"),
+):
+    """The Real World Value Mapping item that takes ``pixels.stored`` to values.
+
+    Args:
+        pixels: Stored integers and their linear map.
+        explanation, label: LUT Explanation and LUT Label of the item.
+        units: UCUM code and meaning of the values' units.
+    """
     import pydicom
 
     signed = pixels.stored.dtype == np.int16
@@ -225,20 +236,30 @@ def _real_world_value_mapping(pixels: _Pixels):
     item.add_new(_RWV_LAST, "SS" if signed else "US", hi)
     item.RealWorldValueIntercept = float(pixels.intercept)
     item.RealWorldValueSlope = float(pixels.slope)
-    item.LUTExplanation = "Values in the rescaled units of the source series"
-    item.LUTLabel = "SOURCE_UNITS"
-    units = pydicom.Dataset()
-    units.CodeValue, units.CodingSchemeDesignator = "{counts}", "UCUM"
-    units.CodeMeaning = "Counts"
-    item.MeasurementUnitsCodeSequence = [units]
+    item.LUTExplanation = explanation
+    item.LUTLabel = label
+    code = pydicom.Dataset()
+    code.CodeValue, code.CodingSchemeDesignator = units[0], "UCUM"
+    code.CodeMeaning = units[1]
+    item.MeasurementUnitsCodeSequence = [code]
     return item
 
 
-def _nm_object(pixels: _Pixels, x: np.ndarray, y: np.ndarray, spacing, dz: float, ipp, attrs: dict):
+def _nm_object(
+    pixels: _Pixels,
+    x: np.ndarray,
+    y: np.ndarray,
+    spacing,
+    dz: float,
+    ipp,
+    attrs: dict,
+    rwv: dict | None = None,
+):
     """One NM multi-frame RECON TOMO dataset from stored frames ``(slices, rows, cols)``.
 
     ``x``, ``y``: unit row / column directions (LPS); ``spacing``: (row, column) mm; ``ipp``: the
-    first frame's position (LPS mm); ``attrs``: keyword -> value, applied last (patient, study...).
+    first frame's position (LPS mm); ``attrs``: keyword -> value, applied last (patient, study...);
+    ``rwv``: keyword arguments of the Real World Value Mapping item.
     """
     import pydicom
     from pydicom.dataset import FileMetaDataset
@@ -285,7 +306,7 @@ def _nm_object(pixels: _Pixels, x: np.ndarray, y: np.ndarray, spacing, dz: float
         ds.RescaleSlope = _ds(pixels.slope)
         ds.RescaleIntercept = _ds(pixels.intercept)
     elif not pixels.identity:
-        ds.RealWorldValueMappingSequence = [_real_world_value_mapping(pixels)]
+        ds.RealWorldValueMappingSequence = [_real_world_value_mapping(pixels, **(rwv or {}))]
     ds.PixelData = np.ascontiguousarray(px).astype(px.dtype.newbyteorder("<")).tobytes()
     for keyword, value in attrs.items():
         setattr(ds, keyword, value)
@@ -474,6 +495,95 @@ def write_derived_series(
     ds = _nm_object(pixels, x / sx, y / sy, (sy, sx), sz, geo.affine[:3, 3], attrs)
     det = ds.DetectorInformationSequence[0]
     for keyword in _DETECTOR_KEEP:
+        if keyword in det0:
+            setattr(det, keyword, copy.deepcopy(det0[keyword].value))
+    path = Path(path)
+    ds.save_as(path, enforce_file_format=True)
+    return path
+
+
+def write_recon_series(
+    volume: np.ndarray,
+    affine: np.ndarray,
+    header: Any,
+    path: str | Path,
+    *,
+    derivation: str,
+    software_version: str = "",
+) -> Path:
+    """Write a reconstruction of a projection series as a new NM RECON TOMO series of its study.
+
+    Args:
+        volume: ``(X, Y, Z)`` RAS volume, counts / s per voxel, non-negative.
+        affine: Its voxel -> RAS mm affine, in the projections' patient frame.
+        header: The projection series' DICOM header (patient, study, frame of reference,
+            isotope, energy windows, rotation and acquisition attributes are kept).
+        path: The file to write (one multi-frame object).
+        derivation: Derivation Description (how it was reconstructed, by which version).
+        software_version: Software Versions of the new series.
+
+    Slices are stored as :func:`write_nm_volume` stores them (along the affine's upward axis,
+    normal agreeing); values are uint16 over their range with the map to counts / s in a Real
+    World Value Mapping item (units ``{counts}/s``), no Rescale (module docstring).
+    """
+    import pydicom
+
+    vol = np.asarray(volume, dtype=np.float64)
+    if vol.ndim != 3 or (vol < 0).any() or not np.isfinite(vol).all():
+        raise ValueError("volume must be 3D, finite and non-negative")
+    lps_aff, (rev_x, rev_z) = _storage_order(
+        LPS_TO_RAS @ np.asarray(affine, dtype=np.float64), vol.shape
+    )
+    vol = vol[:: -1 if rev_x else 1, :, :: -1 if rev_z else 1]
+    sx, sy, sz = (float(np.linalg.norm(lps_aff[:3, i])) for i in range(3))
+    keep = (*_PATIENT_STUDY, "PatientPosition", "ProtocolName", "AcquisitionDate")
+    attrs: dict[str, Any] = {k: copy.deepcopy(header[k].value) for k in keep if k in header}
+    if "FrameOfReferenceUID" in attrs:
+        attrs.setdefault("PositionReferenceIndicator", "")
+    if "BodyPartExamined" not in attrs:
+        attrs["Laterality"] = ""
+    rotation = list(getattr(header, "RotationInformationSequence", None) or [])
+    if rotation and all(all(k in item for k in _ROTATION_TYPE1) for item in rotation):
+        attrs["RotationInformationSequence"] = copy.deepcopy(rotation)
+        attrs["NumberOfRotations"] = len(rotation)
+    ref = pydicom.Dataset()
+    ref.ReferencedSOPClassUID = header.SOPClassUID
+    ref.ReferencedSOPInstanceUID = header.SOPInstanceUID
+    ref_series = pydicom.Dataset()
+    ref_series.SeriesInstanceUID = header.SeriesInstanceUID
+    ref_series.ReferencedInstanceSequence = [copy.deepcopy(ref)]
+    number = str(getattr(header, "SeriesNumber", "") or "0")
+    description = str(getattr(header, "SeriesDescription", "") or "")
+    attrs.update(
+        ImageType=["DERIVED", "PRIMARY", "RECON TOMO", "EMISSION"],
+        SeriesDescription=(description + " FastDaT OSEM")[:64],
+        SeriesNumber=int(number) + 2000 if number.isdigit() else 2000,
+        DerivationDescription=derivation[:1024],
+        SourceImageSequence=[ref],
+        ReferencedSeriesSequence=[ref_series],
+        Manufacturer="FastDaT",
+        SoftwareVersions=software_version or "unknown",
+        CountsAccumulated=copy.deepcopy(header.get("CountsAccumulated", "")),
+    )
+    frames = np.ascontiguousarray(vol.transpose(2, 1, 0))  # (Z, rows=Y, cols=X)
+    rwv = {
+        "explanation": "Activity concentration as counts per second per voxel",
+        "label": "COUNTS_PER_S",
+        "units": ("{counts}/s", "Counts per second"),
+    }
+    ds = _nm_object(
+        _spanning(frames),
+        lps_aff[:3, 0] / sx,
+        lps_aff[:3, 1] / sy,
+        (sy, sx),
+        sz,
+        lps_aff[:3, 3],
+        attrs,
+        rwv,
+    )
+    det0 = (getattr(header, "DetectorInformationSequence", None) or [header])[0]
+    det = ds.DetectorInformationSequence[0]
+    for keyword in ("CollimatorGridName", "CollimatorType", "ZoomFactor"):
         if keyword in det0:
             setattr(det, keyword, copy.deepcopy(det0[keyword].value))
     path = Path(path)

@@ -1,0 +1,166 @@
+"""fastdat.tomo.reconstruct: thinning statistics, the simulator reproduced, grid, orientation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from fastdat.io.projections import EnergyWindow
+from fastdat.simulate.acquisition import AcquisitionConfig, ReconConfig, simulate_acquisition
+from fastdat.simulate.export import projection_set
+from fastdat.simulate.phantom import grid_affine
+from fastdat.tomo.reconstruct import ReconSettings, object_extent, reconstruct, thin
+
+N, NZ, VOXEL = 32, 16, 6.0
+ACQ = AcquisitionConfig(
+    detector_size=48,
+    n_views=32,
+    orbit_radius_mm=135.0,
+    counts_min=1e5,
+    counts_median=2e5,
+    counts_max=4e5,
+    durations_min=(25.0, 5.0),
+)
+RECON = ReconConfig(iterations=3, subsets=4, postfilter_fwhm_mm=6.0)
+
+
+def _phantom() -> tuple[torch.Tensor, torch.Tensor]:
+    """A head with a hot right striatum, a cooler left one and an anterior-superior marker."""
+    c = (torch.arange(N, dtype=torch.float64) - (N - 1) / 2) * VOXEL
+    z = (torch.arange(NZ, dtype=torch.float64) - (NZ - 1) / 2) * VOXEL
+    x, y, zz = torch.meshgrid(c, c, z, indexing="ij")
+    head = (x / 60) ** 2 + (y / 72) ** 2 + (zz / 40) ** 2 <= 1
+    act = head.float()
+    act[((x - 20) / 9) ** 2 + ((y - 10) / 12) ** 2 + (zz / 9) ** 2 <= 1] = 8.0  # right (+x)
+    act[((x + 20) / 9) ** 2 + ((y - 10) / 12) ** 2 + (zz / 9) ** 2 <= 1] = 4.0  # left
+    act[(x / 7) ** 2 + ((y - 50) / 7) ** 2 + ((zz - 24) / 7) ** 2 <= 1] = 12.0  # ant-sup marker
+    return act, 0.15 * head.float()
+
+
+@pytest.fixture(scope="module")
+def simulated():
+    act, mu = _phantom()
+    gen = torch.Generator().manual_seed(3)
+    sim = simulate_acquisition(act, mu, VOXEL, 3e5, ACQ, RECON, gen)
+    return act, mu, sim
+
+
+def _as_set(sim, minutes=25.0):
+    return projection_set(sim["projections"][minutes], minutes, ACQ, VOXEL, (N, NZ))
+
+
+def test_thinning_is_binomial_per_bin():
+    ps = projection_set(torch.full((8, 48, 48), 50, dtype=torch.int32), 25.0, ACQ, VOXEL, (N, NZ))
+    got = thin(ps, 0.2, torch.Generator().manual_seed(0))
+    k = got.counts.double().flatten()
+    n, p = 50, 0.2
+    se_mean = (n * p * (1 - p) / k.numel()) ** 0.5
+    assert abs(k.mean().item() - n * p) < 4 * se_mean
+    # variance of a binomial: n p (1 - p) = 8; its sampling SE ~ sqrt(2 / N) * 8 for large n
+    assert abs(k.var().item() - n * p * (1 - p)) < 4 * (2 / k.numel()) ** 0.5 * 8
+    assert (got.counts <= ps.counts).all() and (got.counts == got.counts.round()).all()
+    assert torch.allclose(got.frame_s, ps.frame_s * 0.2)
+    assert got.acquisition_s == pytest.approx(ps.acquisition_s * 0.2)
+    same = thin(ps, 0.2, torch.Generator().manual_seed(0))
+    assert torch.equal(same.counts, got.counts)
+
+
+def test_thinning_refuses_non_counts():
+    ps = projection_set(torch.full((8, 48, 48), 2.5), 25.0, ACQ, VOXEL, (N, NZ))
+    with pytest.raises(ValueError, match="integer counts"):
+        thin(ps, 0.5, torch.Generator())
+
+
+def test_reconstruct_reproduces_the_simulator(simulated):
+    act, mu, sim = simulated
+    ps = _as_set(sim)
+    cfg = ReconSettings(
+        iterations=RECON.iterations,
+        subsets=RECON.subsets,
+        attenuation="map",
+        collimator=ACQ.collimator,
+        postfilter_mm=RECON.postfilter_fwhm_mm,
+        grid=(N, NZ),
+    )
+    aff = grid_affine((N, N, NZ), VOXEL)
+    rec = reconstruct(ps, cfg, (mu.numpy(), aff))
+    assert np.allclose(rec.affine, aff)
+    ref = sim["images"][25.0].numpy()
+    # same counts, projector, subsets and filter: float32 round-off only
+    assert np.abs(rec.volume - ref).max() <= 1e-4 * ref.max()
+
+
+def test_thinned_reconstruction_matches_the_simulated_short_scan_in_distribution(simulated):
+    _, mu, sim = simulated
+    ps = _as_set(sim)
+    cfg = ReconSettings(
+        iterations=RECON.iterations,
+        subsets=RECON.subsets,
+        attenuation="map",
+        collimator=ACQ.collimator,
+        grid=(N, NZ),
+        fraction=0.2,
+        seed=1,
+    )
+    aff = grid_affine((N, N, NZ), VOXEL)
+    rec = reconstruct(ps, cfg, (mu.numpy(), aff))
+    ref5 = sim["images"][5.0].numpy()
+    # another noise realisation of the same 5-min scan: same scale, not the same image
+    assert rec.volume.sum() == pytest.approx(ref5.sum(), rel=0.03)
+    assert not np.allclose(rec.volume, ref5, rtol=1e-3)
+    assert rec.info["acquisition_s"] == pytest.approx(300.0)
+
+
+def test_support_grid_holds_the_object_and_is_smaller_than_the_detector(simulated):
+    _, _, sim = simulated
+    ps = _as_set(sim)
+    radius, first, last = object_extent(ps.counts[0])
+    assert radius < 24 and 0 < first <= last < 47
+    rec = reconstruct(ps, ReconSettings(iterations=1, subsets=4, attenuation="none"))
+    size, _, slices = rec.info["grid"]
+    assert size < 48 and size % 2 == 0 and slices < 48
+    # the head (72 mm half-axis = 12 bins) lies inside the reconstructed field of view
+    assert (size - 1) / 2 - 1 >= 72 / VOXEL
+
+
+def _peak_ras(rec, mask_fn):
+    vol = rec.volume
+    idx = np.argwhere(mask_fn(vol))
+    return (rec.affine @ np.c_[idx, np.ones(len(idx))].T).T[:, :3]
+
+
+@pytest.mark.parametrize("attenuation", ["none", "chang", "uniform"])
+def test_orientation_survives_reconstruction(simulated, attenuation):
+    _, _, sim = simulated
+    rec = reconstruct(_as_set(sim), ReconSettings(iterations=3, subsets=4, attenuation=attenuation))
+    vol, aff = rec.volume, rec.affine
+    ijk = np.stack(np.meshgrid(*[np.arange(s) for s in vol.shape], indexing="ij"), -1)
+    ras = ijk.reshape(-1, 3) @ aff[:3, :3].T + aff[:3, 3]
+    x, y, z = (ras[:, i].reshape(vol.shape) for i in range(3))
+    right = vol[((x - 20) / 9) ** 2 + ((y - 10) / 12) ** 2 + (z / 9) ** 2 <= 1].mean()
+    left = vol[((x + 20) / 9) ** 2 + ((y - 10) / 12) ** 2 + (z / 9) ** 2 <= 1].mean()
+    assert right > 1.4 * left  # true ratio 2 (blurred)
+    marker = vol[(x / 7) ** 2 + ((y - 50) / 7) ** 2 + ((z - 24) / 7) ** 2 <= 1].mean()
+    mirrored = vol[(x / 7) ** 2 + ((y + 50) / 7) ** 2 + ((z + 24) / 7) ** 2 <= 1].mean()
+    assert marker > 2 * mirrored
+
+
+def test_scatter_needs_its_windows(simulated):
+    _, _, sim = simulated
+    with pytest.raises(ValueError, match="TEW needs a lower and an upper scatter window.*EM"):
+        reconstruct(_as_set(sim), ReconSettings(scatter="tew", attenuation="none"))
+
+
+def test_non_square_bins_are_refused(simulated):
+    _, _, sim = simulated
+    ps = _as_set(sim).replace(bin_mm=(VOXEL, 1.2 * VOXEL))
+    with pytest.raises(ValueError, match="not square"):
+        reconstruct(ps, ReconSettings(attenuation="none"))
+
+
+def test_no_photopeak_window_is_refused(simulated):
+    _, _, sim = simulated
+    ps = _as_set(sim).replace(windows=(EnergyWindow("low", 120, 140, "scatter-lower"),))
+    with pytest.raises(ValueError, match="no photopeak window"):
+        reconstruct(ps, ReconSettings(attenuation="none"))
