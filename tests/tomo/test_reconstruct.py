@@ -5,42 +5,18 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from recon_support import ACQ, NZ, RECON, VOXEL, N, oriented, phantom
 
 from fastdat.io.projections import EnergyWindow
-from fastdat.simulate.acquisition import AcquisitionConfig, ReconConfig, simulate_acquisition
+from fastdat.simulate.acquisition import simulate_acquisition
 from fastdat.simulate.export import projection_set
 from fastdat.simulate.phantom import grid_affine
 from fastdat.tomo.reconstruct import ReconSettings, object_extent, reconstruct, thin
 
-N, NZ, VOXEL = 32, 16, 6.0
-ACQ = AcquisitionConfig(
-    detector_size=48,
-    n_views=32,
-    orbit_radius_mm=135.0,
-    counts_min=1e5,
-    counts_median=2e5,
-    counts_max=4e5,
-    durations_min=(25.0, 5.0),
-)
-RECON = ReconConfig(iterations=3, subsets=4, postfilter_fwhm_mm=6.0)
-
-
-def _phantom() -> tuple[torch.Tensor, torch.Tensor]:
-    """A head with a hot right striatum, a cooler left one and an anterior-superior marker."""
-    c = (torch.arange(N, dtype=torch.float64) - (N - 1) / 2) * VOXEL
-    z = (torch.arange(NZ, dtype=torch.float64) - (NZ - 1) / 2) * VOXEL
-    x, y, zz = torch.meshgrid(c, c, z, indexing="ij")
-    head = (x / 60) ** 2 + (y / 72) ** 2 + (zz / 40) ** 2 <= 1
-    act = head.float()
-    act[((x - 20) / 9) ** 2 + ((y - 10) / 12) ** 2 + (zz / 9) ** 2 <= 1] = 8.0  # right (+x)
-    act[((x + 20) / 9) ** 2 + ((y - 10) / 12) ** 2 + (zz / 9) ** 2 <= 1] = 4.0  # left
-    act[(x / 7) ** 2 + ((y - 50) / 7) ** 2 + ((zz - 24) / 7) ** 2 <= 1] = 12.0  # ant-sup marker
-    return act, 0.15 * head.float()
-
 
 @pytest.fixture(scope="module")
 def simulated():
-    act, mu = _phantom()
+    act, mu = phantom()
     gen = torch.Generator().manual_seed(3)
     sim = simulate_acquisition(act, mu, VOXEL, 3e5, ACQ, RECON, gen)
     return act, mu, sim
@@ -124,26 +100,12 @@ def test_support_grid_holds_the_object_and_is_smaller_than_the_detector(simulate
     assert (size - 1) / 2 - 1 >= 72 / VOXEL
 
 
-def _peak_ras(rec, mask_fn):
-    vol = rec.volume
-    idx = np.argwhere(mask_fn(vol))
-    return (rec.affine @ np.c_[idx, np.ones(len(idx))].T).T[:, :3]
-
-
 @pytest.mark.parametrize("attenuation", ["none", "chang", "uniform"])
 def test_orientation_survives_reconstruction(simulated, attenuation):
     _, _, sim = simulated
     rec = reconstruct(_as_set(sim), ReconSettings(iterations=3, subsets=4, attenuation=attenuation))
-    vol, aff = rec.volume, rec.affine
-    ijk = np.stack(np.meshgrid(*[np.arange(s) for s in vol.shape], indexing="ij"), -1)
-    ras = ijk.reshape(-1, 3) @ aff[:3, :3].T + aff[:3, 3]
-    x, y, z = (ras[:, i].reshape(vol.shape) for i in range(3))
-    right = vol[((x - 20) / 9) ** 2 + ((y - 10) / 12) ** 2 + (z / 9) ** 2 <= 1].mean()
-    left = vol[((x + 20) / 9) ** 2 + ((y - 10) / 12) ** 2 + (z / 9) ** 2 <= 1].mean()
-    assert right > 1.4 * left  # true ratio 2 (blurred)
-    marker = vol[(x / 7) ** 2 + ((y - 50) / 7) ** 2 + ((z - 24) / 7) ** 2 <= 1].mean()
-    mirrored = vol[(x / 7) ** 2 + ((y + 50) / 7) ** 2 + ((z + 24) / 7) ** 2 <= 1].mean()
-    assert marker > 2 * mirrored
+    assert oriented(rec.volume, rec.affine)
+    assert not oriented(rec.volume[::-1], rec.affine)  # a mirrored image fails the check
 
 
 def test_scatter_needs_its_windows(simulated):

@@ -81,13 +81,15 @@ def read_mu_map(source: str | Path, ps: ProjectionSet) -> tuple[np.ndarray, np.n
 
 def read_ct_series(folder: Path):
     """The one CT series in ``folder``: ``(HU (X, Y, Z), RAS affine, first header)``."""
-    from fastdat.io.dicom import DicomInputError, Series, read_header, series_volume
+    from fastdat.io.dicom import Series, raw_header, series_volume
 
     groups: dict[str, Series] = {}
     for p in sorted(q for q in folder.rglob("*") if q.is_file()):
         try:
-            ds = read_header(p)
-        except DicomInputError:
+            ds, rest = raw_header(p)
+        except Exception:  # noqa: BLE001 - not DICOM, unreadable: not a CT image of the series
+            continue
+        if rest != "pixels":
             continue
         if str(getattr(ds, "Modality", "")) != "CT":
             continue
