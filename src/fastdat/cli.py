@@ -158,18 +158,13 @@ def _cmd_dataset_build(args: argparse.Namespace) -> int:
     return 0
 
 
-def _add_recon_args(p: argparse.ArgumentParser, attenuation: str, seed_flag: str) -> None:
+def _add_recon_args(p: argparse.ArgumentParser, seed_flag: str) -> None:
     """The reconstruction options shared by ``recon`` and ``dataset build --projections``."""
     p.add_argument(
         "--attenuation",
-        default=attenuation,
-        help=f"{attenuation} (default); "
-        + (
-            "auto: per study its mu_map.nii.gz, else its CT/ folder, else chang; "
-            if attenuation == "auto"
-            else ""
-        )
-        + "chang, uniform, none, a CT series folder or a mu map NIfTI (1/cm at 159 keV)",
+        default="auto",
+        help="auto (default: the acquisition folder's mu_map.nii.gz, else its CT/ folder, else "
+        "chang), chang, uniform, none, a CT series folder or a mu map NIfTI (1/cm at 159 keV)",
     )
     p.add_argument("--mu", type=float, help="uniform mu for chang / uniform (1/cm)")
     p.add_argument("--scatter", default="none", choices=("none", "tew", "dew"))
@@ -430,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("projections", help="projection DICOM file, or a folder of one acquisition")
     p.add_argument("--out", required=True, help="output folder (new or empty)")
-    _add_recon_args(p, "chang", "--seed")
+    _add_recon_args(p, "--seed")
     p.add_argument("--fraction", type=float, default=1.0, help="share of counts kept (thinning)")
     p.add_argument("--format", default="nifti,dicom", help="nifti, dicom or both")
     p.set_defaults(func=_cmd_recon)
@@ -464,7 +459,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--durations", help="image kinds to pair (default 5min,25min)")
     b.add_argument("--splits", help="reuse the splits.json of another dataset")
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
-    _add_recon_args(b, "auto", "--recon-seed")
+    _add_recon_args(b, "--recon-seed")
     b.set_defaults(func=_cmd_dataset_build)
 
     p = sub.add_parser("models", help="list the registered networks with size and CPU speed")

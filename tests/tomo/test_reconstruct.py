@@ -26,6 +26,12 @@ def _as_set(sim, minutes=25.0):
     return projection_set(sim["projections"][minutes], minutes, ACQ, VOXEL, (N, NZ))
 
 
+def _as_simulated(**changes) -> ReconSettings:
+    """The simulator's reconstruction settings, on its grid, with its mu map."""
+    kw = dict(iterations=RECON.iterations, subsets=RECON.subsets, attenuation="map")
+    return ReconSettings(**kw, collimator=ACQ.collimator, grid=(N, NZ), **changes)
+
+
 def test_thinning_is_binomial_per_bin():
     ps = projection_set(torch.full((8, 48, 48), 50, dtype=torch.int32), 25.0, ACQ, VOXEL, (N, NZ))
     got = thin(ps, 0.2, torch.Generator().manual_seed(0))
@@ -51,14 +57,7 @@ def test_thinning_refuses_non_counts():
 def test_reconstruct_reproduces_the_simulator(simulated):
     act, mu, sim = simulated
     ps = _as_set(sim)
-    cfg = ReconSettings(
-        iterations=RECON.iterations,
-        subsets=RECON.subsets,
-        attenuation="map",
-        collimator=ACQ.collimator,
-        postfilter_mm=RECON.postfilter_fwhm_mm,
-        grid=(N, NZ),
-    )
+    cfg = _as_simulated(postfilter_mm=RECON.postfilter_fwhm_mm)
     aff = grid_affine((N, N, NZ), VOXEL)
     rec = reconstruct(ps, cfg, (mu.numpy(), aff))
     assert np.allclose(rec.affine, aff)
@@ -70,15 +69,7 @@ def test_reconstruct_reproduces_the_simulator(simulated):
 def test_thinned_reconstruction_matches_the_simulated_short_scan_in_distribution(simulated):
     _, mu, sim = simulated
     ps = _as_set(sim)
-    cfg = ReconSettings(
-        iterations=RECON.iterations,
-        subsets=RECON.subsets,
-        attenuation="map",
-        collimator=ACQ.collimator,
-        grid=(N, NZ),
-        fraction=0.2,
-        seed=1,
-    )
+    cfg = _as_simulated(fraction=0.2, seed=1)
     aff = grid_affine((N, N, NZ), VOXEL)
     rec = reconstruct(ps, cfg, (mu.numpy(), aff))
     ref5 = sim["images"][5.0].numpy()

@@ -35,7 +35,6 @@ log = logging.getLogger(__name__)
 
 #: A requested duration may exceed the acquisition's by this share (rounding of frame times).
 DURATION_RTOL = 0.01
-ATTENUATION_FILES = ("mu_map.nii.gz", "mu_map.nii")
 
 
 def minutes(kind: str) -> float:
@@ -53,17 +52,6 @@ def thinning_seed(seed: int, study_id: str, kind: str) -> int:
     """The seed of one study's thinning to one duration (stable across runs and machines)."""
     digest = hashlib.sha256(f"{seed}:{study_id}:{kind}".encode()).digest()
     return int.from_bytes(digest[:8], "little") & (2**63 - 1)
-
-
-def _attenuation(study: Path, choice: str) -> str:
-    if choice != "auto":
-        return choice
-    for name in ATTENUATION_FILES:
-        if (study / name).is_file():
-            return str(study / name)
-    if (study / "CT").is_dir():
-        return str(study / "CT")
-    return "chang"
 
 
 def _study_rows(root: Path) -> dict[str, dict[str, str]]:
@@ -119,7 +107,9 @@ def reconstruct_study(
     files = _projection_files(study)
     if not files:
         raise ValueError(f"{study}: no projection files")
-    source = _attenuation(study, attenuation)
+    from fastdat.tomo.files import attenuation_source
+
+    source = attenuation_source(study, attenuation)
     wanted = {
         "settings": settings_dict(settings),
         "attenuation": source,

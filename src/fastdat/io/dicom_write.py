@@ -337,6 +337,17 @@ def _storage_order(lps_aff: np.ndarray, shape) -> tuple[np.ndarray, tuple[bool, 
     return aff, (rev_x, rev_z)
 
 
+def _stored(volume: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A non-negative RAS volume ``(X, Y, Z)`` in :func:`_storage_order` and its LPS affine."""
+    vol = np.asarray(volume, dtype=np.float64)
+    if vol.ndim != 3 or (vol < 0).any() or not np.isfinite(vol).all():
+        raise ValueError("volume must be 3D, finite and non-negative")
+    lps_aff, (rev_x, rev_z) = _storage_order(
+        LPS_TO_RAS @ np.asarray(affine, dtype=np.float64), vol.shape
+    )
+    return vol[:: -1 if rev_x else 1, :, :: -1 if rev_z else 1], lps_aff
+
+
 def write_nm_volume(
     volume: np.ndarray,
     affine: np.ndarray,
@@ -361,13 +372,7 @@ def write_nm_volume(
     """
     import pydicom
 
-    vol = np.asarray(volume, dtype=np.float64)
-    if vol.ndim != 3 or (vol < 0).any() or not np.isfinite(vol).all():
-        raise ValueError("volume must be 3D, finite and non-negative")
-    lps_aff, (rev_x, rev_z) = _storage_order(
-        LPS_TO_RAS @ np.asarray(affine, dtype=np.float64), vol.shape
-    )
-    vol = vol[:: -1 if rev_x else 1, :, :: -1 if rev_z else 1]
+    vol, lps_aff = _stored(volume, affine)
     sx, sy, sz = (float(np.linalg.norm(lps_aff[:3, i])) for i in range(3))
     attrs: dict[str, Any] = {
         "StudyInstanceUID": study_uid,
@@ -528,13 +533,7 @@ def write_recon_series(
     """
     import pydicom
 
-    vol = np.asarray(volume, dtype=np.float64)
-    if vol.ndim != 3 or (vol < 0).any() or not np.isfinite(vol).all():
-        raise ValueError("volume must be 3D, finite and non-negative")
-    lps_aff, (rev_x, rev_z) = _storage_order(
-        LPS_TO_RAS @ np.asarray(affine, dtype=np.float64), vol.shape
-    )
-    vol = vol[:: -1 if rev_x else 1, :, :: -1 if rev_z else 1]
+    vol, lps_aff = _stored(volume, affine)
     sx, sy, sz = (float(np.linalg.norm(lps_aff[:3, i])) for i in range(3))
     keep = (*_PATIENT_STUDY, "PatientPosition", "ProtocolName", "AcquisitionDate")
     attrs: dict[str, Any] = {k: copy.deepcopy(header[k].value) for k in keep if k in header}

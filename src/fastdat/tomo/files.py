@@ -38,6 +38,22 @@ class ReconResult:
     recon: Reconstruction
 
 
+ATTENUATION_FILES = ("mu_map.nii.gz", "mu_map.nii")
+
+
+def attenuation_source(folder: Path, choice: str) -> str:
+    """``choice``, or for ``"auto"`` the acquisition folder's ``mu_map.nii[.gz]``, else its
+    ``CT/`` folder, else ``"chang"``."""
+    if choice != "auto":
+        return choice
+    for name in ATTENUATION_FILES:
+        if (folder / name).is_file():
+            return str(folder / name)
+    if (folder / "CT").is_dir():
+        return str(folder / "CT")
+    return "chang"
+
+
 def read_mu_map(source: str | Path, ps: ProjectionSet) -> tuple[np.ndarray, np.ndarray, str]:
     """The attenuation map named by ``source``, in the projections' patient frame.
 
@@ -131,7 +147,8 @@ def recon_path(
         proj: A projection file, or a folder of one acquisition's files (one per head / window).
         out: A new or empty folder.
         settings: Reconstruction settings; their ``attenuation`` is overridden by ``attenuation``.
-        attenuation: ``none``, ``chang``, ``uniform``, a NIfTI mu map or a CT folder.
+        attenuation: ``none``, ``chang``, ``uniform``, a NIfTI mu map, a CT folder, or ``auto``
+            (:func:`attenuation_source` of the projections' folder).
         formats: Any of :data:`FORMATS`.
         device: Where to compute.
 
@@ -153,6 +170,7 @@ def recon_path(
     created = make_folder(out)
     try:
         ps = read_projections(proj)
+        attenuation = attenuation_source(proj if proj.is_dir() else proj.parent, attenuation)
         kind = attenuation if attenuation in ("none", "chang", "uniform") else "map"
         mu = None
         mu_desc = kind
