@@ -40,7 +40,7 @@ def make_study(folder: Path) -> tuple[Path, Path]:
     import nibabel as nib
     import torch
 
-    from fastdat.io.projection_dicom import write_projections
+    from fastdat.io.projection_write import write_projections
     from fastdat.simulate.acquisition import AcquisitionConfig, ReconConfig, simulate_acquisition
     from fastdat.simulate.cohort import GridConfig
     from fastdat.simulate.export import projection_set

@@ -27,8 +27,8 @@ from fastdat.io.projection_dicom import (
     projector_angle,
     read_projections,
     window_roles,
-    write_projections,
 )
+from fastdat.io.projection_write import write_projections
 from fastdat.tomo.projector import SPECTProjector
 
 

@@ -25,7 +25,8 @@ from recon_support import ACQ, NZ, RECON, VOXEL, N, oriented, phantom
 from fastdat.cli import main
 from fastdat.io.dicom import Series, read_header, series_volume
 from fastdat.io.dicom_write import write_nm_volume
-from fastdat.io.projection_dicom import LAYOUTS, ROTATIONS, write_projections
+from fastdat.io.projection_dicom import LAYOUTS, ROTATIONS
+from fastdat.io.projection_write import write_projections
 from fastdat.simulate.acquisition import simulate_acquisition
 from fastdat.simulate.export import projection_set
 from fastdat.simulate.phantom import grid_affine

@@ -4,7 +4,7 @@
 "archived 25-min scan") as NM TOMO projection DICOM in a camera vendor's layout, beside the study's
 attenuation map, plus a ``studies.csv`` with patients and grades::
 
-    OUT/<study_id>/*.dcm         projection DICOM (fastdat.io.projection_dicom layouts)
+    OUT/<study_id>/*.dcm         projection DICOM (fastdat.io.projection_write layouts)
     OUT/<study_id>/mu_map.nii.gz the simulator's mu map (1/cm at 159 keV), same patient frame
     OUT/studies.csv              study_id, patient_id, grade_left, grade_right
 
@@ -108,7 +108,7 @@ def export_projections(
     Args:
         cohort: A simulated cohort folder (``fastdat simulate``).
         out: The export folder; studies already exported are kept (resumable).
-        layout: A vendor layout of :func:`fastdat.io.projection_dicom.write_projections`.
+        layout: A vendor layout of :func:`fastdat.io.projection_write.write_projections`.
         duration: The acquisition to export (``"25min"``); the longest when ``None``.
 
     Returns:
@@ -117,7 +117,8 @@ def export_projections(
     import nibabel as nib
     import yaml
 
-    from fastdat.io.projection_dicom import LAYOUTS, write_projections
+    from fastdat.io.projection_dicom import LAYOUTS
+    from fastdat.io.projection_write import write_projections
     from fastdat.simulate.cohort import resolve_config
 
     cohort, out = Path(cohort), Path(out)
