@@ -61,11 +61,11 @@ def make_study(folder: Path) -> tuple[Path, Path, float]:
     import torch
     from pydicom.uid import generate_uid
 
+    from fastdat.anatomy.phantom import PhantomConfig, make_phantom, sample_subject
     from fastdat.io.projection_write import write_projections
     from fastdat.simulate.acquisition import AcquisitionConfig, ReconConfig, simulate_acquisition
     from fastdat.simulate.cohort import GridConfig
     from fastdat.simulate.export import projection_set
-    from fastdat.simulate.phantom import PhantomConfig, make_phantom, sample_subject
 
     g, acq, pcfg = GridConfig(), AcquisitionConfig(), PhantomConfig()
     subject = sample_subject(np.random.default_rng(0), pcfg, 1, 0, age=65.0, sex="F")

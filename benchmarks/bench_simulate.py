@@ -22,9 +22,9 @@ import numpy as np
 import torch
 from bench_projector import bench_pytomography, timed  # same folder
 
+from fastdat.anatomy.phantom import make_phantom, sample_subject
 from fastdat.simulate import acquisition as acq
 from fastdat.simulate.cohort import resolve_config, simulate_study
-from fastdat.simulate.phantom import make_phantom, sample_subject
 from fastdat.tomo.osem import OSEMConfig, osem, subset_views
 from fastdat.tomo.projector import SPECTProjector, _rotation_operators
 

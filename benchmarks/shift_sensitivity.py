@@ -29,7 +29,7 @@ import yaml
 
 from fastdat.data.dataset import load_nifti
 from fastdat.evaluation.evaluate import predict
-from fastdat.evaluation.metrics import psnr, ssim
+from fastdat.metrics import psnr, ssim
 from fastdat.models import load_model
 
 

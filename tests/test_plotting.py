@@ -11,8 +11,8 @@ import pytest  # noqa: E402
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from fastdat.anatomy.phantom import grid_affine  # noqa: E402
 from fastdat.plotting import show_transaxial  # noqa: E402
-from fastdat.simulate.phantom import grid_affine  # noqa: E402
 
 
 def _render(image, **kw):

@@ -294,7 +294,7 @@ def _cmd_study(args: argparse.Namespace) -> int:
 def _cmd_stats(args: argparse.Namespace) -> int:
     import json
 
-    from fastdat.evaluation.stats_io import format_result, run_stats
+    from fastdat.stats.tables import format_result, run_stats
 
     options = {"weights": args.weights, "p_adjust": args.p_adjust}
     result = run_stats(args.kind, args.file, **{k: v for k, v in options.items() if v})
@@ -304,8 +304,8 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 def _cmd_quantify(args: argparse.Namespace) -> int:
     from fastdat.config import apply_overrides, from_dict
-    from fastdat.evaluation.quantify import quantify_images
-    from fastdat.evaluation.sbr import QuantConfig
+    from fastdat.quantification.quantify import quantify_images
+    from fastdat.quantification.sbr import QuantConfig
 
     cfg = from_dict(QuantConfig, apply_overrides({}, args.set), "quantify")
     path, rows = quantify_images(args.input, args.out, cfg, args.normals)

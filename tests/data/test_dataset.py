@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from fastdat.anatomy.phantom import PhantomConfig, make_phantom, sample_subject
 from fastdat.cli import main
 from fastdat.data import load_crops
 from fastdat.data.dataset import DatasetConfig, StudySource, build_dataset
-from fastdat.simulate.phantom import PhantomConfig, make_phantom, sample_subject
 
 SMALL = DatasetConfig(n_slices=3, crop=24)
 

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from fastdat.anatomy.phantom import PhantomConfig, make_phantom, sample_subject
 from fastdat.data.localize import locate_striata
-from fastdat.simulate.phantom import PhantomConfig, make_phantom, sample_subject
 
 SHAPE, VOXEL, CROP = (64, 64, 40), 4.0, 48
 

@@ -19,7 +19,7 @@ import torch
 
 from fastdat.cli import main
 from fastdat.data.load import load_crops
-from fastdat.evaluation.metrics import psnr
+from fastdat.metrics import psnr
 from fastdat.simulate.export import export_projections
 
 RECON = ["--grid", "32,20", "--iterations", "2", "--subsets", "5"]  # the tiny cohort's recon

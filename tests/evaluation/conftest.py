@@ -6,8 +6,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from fastdat.data.localize import TEMPLATE_PHANTOM, template_subject
-from fastdat.simulate.phantom import make_phantom
+from fastdat.anatomy.phantom import make_phantom
+from fastdat.anatomy.template import TEMPLATE_PHANTOM, template_subject
 
 PHANTOM_SHAPE, PHANTOM_VOXEL = (64, 64, 40), 3.3
 PHANTOM_SBR = {"caudate": 5.0, "putamen": 3.0}

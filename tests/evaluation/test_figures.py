@@ -139,7 +139,7 @@ def test_points_boxplot_figure_draws_every_patient():
 def test_voi_window_is_the_maximum_inside_the_vois_not_a_volume_percentile():
     from types import SimpleNamespace
 
-    from fastdat.evaluation.quantify import _voi_window
+    from fastdat.quantification.quantify import _voi_window
 
     vol = np.full((40, 40, 20), 1.0)  # brain background
     labels = np.zeros(vol.shape, dtype=np.uint8)

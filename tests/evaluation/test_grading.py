@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastdat.evaluation.grading import GradingRule, NormalDatabase, build_normals, calibrate
+from fastdat.quantification.grading import GradingRule, NormalDatabase, build_normals, calibrate
 
 
 def test_rule_maps_z_scores_to_grades():

@@ -5,7 +5,7 @@ import pytest
 import torch
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
-from fastdat.evaluation.metrics import psnr, ssim
+from fastdat.metrics import psnr, ssim
 
 
 @pytest.mark.parametrize("shape", [(64, 64), (37, 53)])

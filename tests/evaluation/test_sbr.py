@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from fastdat.evaluation.sbr import (
+from fastdat.anatomy.labels import true_sbr
+from fastdat.quantification.sbr import (
     NoStriatumError,
     QuantConfig,
     derived,
     quantify_volume,
-    truth_sbr,
 )
 
 TRUE = {"caudate": 5.0, "putamen": 3.0}  # the striatal_phantom fixture's analytic SBRs
@@ -40,7 +40,7 @@ def test_template_vois_give_the_analytic_sbr_on_noise_free_unblurred_truth(shift
         assert values[f"putamen_caudate_{side}"] == pytest.approx(0.6, abs=1e-9)
     assert values["asymmetry_putamen"] == pytest.approx(0.0, abs=1e-9)
     # the truth definition (own labels, own occipital lobe) gives the same numbers
-    t = truth_sbr(act, labels)
+    t = true_sbr(act, labels)
     assert t["caudate_left"] == pytest.approx(5.0, abs=1e-9)
     assert t["putamen_right"] == pytest.approx(3.0, abs=1e-9)
 

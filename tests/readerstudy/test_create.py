@@ -186,7 +186,7 @@ def test_create_refuses_an_existing_study_and_unknown_method(eval_dir, base_stud
 
 
 def test_filter_method_from_tuned_baselines(eval_dir, tmp_path):
-    from fastdat.evaluation.baselines import apply
+    from fastdat.methods.filters import apply
 
     out = create_study(
         eval_dir, tmp_path / "g", StudyConfig(cases=2, methods=("gaussian",), readers=("a",))

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastdat.simulate.phantom import (
+from fastdat.anatomy.phantom import (
     LABELS,
     PhantomConfig,
     Subject,

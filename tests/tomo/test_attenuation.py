@@ -157,7 +157,7 @@ def test_body_outline_finds_the_head_in_an_uncorrected_dat_image(grade):
     # The simulator's head phantom (brain, skull, scalp; normal or grade-3 striata) at 6.6 mm,
     # 2 M counts with a broad scatter-like background (40 % of the primary), reconstructed
     # without attenuation correction. Measured: Dice 0.983 / 0.987, volume 0.98 / 1.00.
-    from fastdat.simulate.phantom import PhantomConfig, make_phantom, sample_subject
+    from fastdat.anatomy.phantom import PhantomConfig, make_phantom, sample_subject
 
     n, nz, px, views = 40, 26, 6.6, 60
     cfg = PhantomConfig()

@@ -45,11 +45,11 @@ import pytest
 import torch
 from pydicom.uid import generate_uid
 
+from fastdat.anatomy.phantom import PhantomConfig, make_phantom, sample_subject
 from fastdat.io.projection_dicom import read_projections
 from fastdat.io.projection_write import write_projections
 from fastdat.simulate.acquisition import AcquisitionConfig, ReconConfig, simulate_acquisition
 from fastdat.simulate.export import projection_set
-from fastdat.simulate.phantom import PhantomConfig, make_phantom, sample_subject
 from fastdat.tomo.attenuation import resample_to_grid
 from fastdat.tomo.collimator import FWHM_TO_SIGMA, get_collimator
 from fastdat.tomo.files import recon_path
@@ -65,7 +65,7 @@ ACQ = AcquisitionConfig(detector_size=48, n_views=48, orbit_radius_mm=135.0)
 D = ACQ.detector_size
 ITERS, SUBSETS = 4, 4
 COUNTS = 1.5e6
-STRIATUM = {"left": (1, 3, 5), "right": (2, 4, 6)}  # fastdat.simulate.phantom.LABELS
+STRIATUM = {"left": (1, 3, 5), "right": (2, 4, 6)}  # fastdat.anatomy.phantom.LABELS
 OCCIPITAL = 7
 LAYOUTS = ("siemens", "ge")
 

@@ -22,6 +22,7 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 from recon_support import ACQ, NZ, RECON, VOXEL, N, oriented, phantom
 
+from fastdat.anatomy.phantom import grid_affine
 from fastdat.cli import main
 from fastdat.io.dicom import Series, read_header, series_volume
 from fastdat.io.dicom_write import write_nm_volume
@@ -29,7 +30,6 @@ from fastdat.io.projection_dicom import LAYOUTS, ROTATIONS
 from fastdat.io.projection_write import write_projections
 from fastdat.simulate.acquisition import simulate_acquisition
 from fastdat.simulate.export import projection_set
-from fastdat.simulate.phantom import grid_affine
 from fastdat.tomo.attenuation import ct_to_mu
 
 FAST = ["--iterations", "3", "--subsets", "4", "--collimator", "siemens-lehr"]

@@ -7,10 +7,10 @@ import pytest
 import torch
 from recon_support import ACQ, NZ, RECON, VOXEL, N, oriented, phantom
 
+from fastdat.anatomy.phantom import grid_affine
 from fastdat.io.projections import EnergyWindow
 from fastdat.simulate.acquisition import simulate_acquisition
 from fastdat.simulate.export import projection_set
-from fastdat.simulate.phantom import grid_affine
 from fastdat.tomo.reconstruct import ReconSettings, object_extent, reconstruct, thin
 
 

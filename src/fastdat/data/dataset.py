@@ -10,7 +10,7 @@ A dataset directory ``DS`` holds::
     overview.png         a few crops of every kind, one study per grade
 
 Crops keep the images' own units (counts / s per voxel for simulated studies); the image-quality
-convention of :mod:`fastdat.evaluation.metrics` normalizes pairs when they are scored. Slices and
+convention of :mod:`fastdat.metrics` normalizes pairs when they are scored. Slices and
 crop centres come from the image content (:func:`fastdat.data.localize.locate_striata` on the
 ``reference`` image), so the same builder serves real scans without labels.
 """

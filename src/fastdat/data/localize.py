@@ -1,7 +1,7 @@
 """Find the striata in a reconstructed DaT SPECT volume from its content alone (no labels).
 
 Real scans carry no truth labels, so the dataset builder locates the striata with an anatomical
-template fit. The template is FastDaT's own mean phantom (:mod:`fastdat.simulate.phantom`: MNI-like
+template fit. The template is FastDaT's own mean phantom (:mod:`fastdat.anatomy.phantom`: MNI-like
 anatomy, no disease) rendered on the image's grid at a few head rotations about the axial axis
 (yaw) and blurred to the reconstructed resolution, split into five components: left and right
 caudate, left and right putamen, and the rest of the head (brain, skull, scalp uptake). For every
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-from fastdat.simulate.phantom import Phantom, PhantomConfig, Subject, make_phantom
+from fastdat.anatomy.template import template_phantom
 
 _FWHM_TO_SIGMA = 1.0 / (2.0 * np.sqrt(2.0 * np.log(2.0)))
 
@@ -53,30 +53,6 @@ class StriatalLocation:
     shift: tuple[int, int, int]
     yaw_deg: float
     score: float
-
-
-TEMPLATE_SBR = 6.0
-"""Specific binding ratio of every striatal region of the template subject."""
-
-
-def template_subject(yaw_deg: float = 0.0) -> Subject:
-    """The template subject: FastDaT's mean anatomy, no disease, rotated by ``yaw_deg``."""
-    sbr = {
-        f"{r}_{s}": TEMPLATE_SBR
-        for r in ("caudate", "putamen_anterior", "putamen_posterior")
-        for s in ("left", "right")
-    }
-    return Subject(65.0, "M", 0, 0, sbr, angles_deg=(float(yaw_deg), 0.0, 0.0))
-
-
-TEMPLATE_PHANTOM = PhantomConfig(texture_sd=0.0, supersample=1)
-"""Phantom settings of the template (no texture, labels and uptake sampled at voxel centres)."""
-
-
-@functools.lru_cache(maxsize=32)
-def template_phantom(shape: tuple[int, int, int], voxel_mm: float, yaw_deg: float) -> Phantom:
-    """The template subject voxelized on a grid centred on the brain (cached per grid and yaw)."""
-    return make_phantom(template_subject(yaw_deg), shape, voxel_mm, TEMPLATE_PHANTOM)
 
 
 def _fft_workers() -> int:

@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fastdat.evaluation import baselines as bl
-from fastdat.evaluation.methods import (
+from fastdat.methods import filters as bl
+from fastdat.methods.catalog import (
     FILTERS,
     LONG,
     RAW,
@@ -42,9 +42,9 @@ from fastdat.evaluation.methods import (
     describe_network,
     kind_of,
 )
-from fastdat.evaluation.metrics import psnr, ssim
-from fastdat.evaluation.stats import dunn, friedman, wilcoxon_holm
-from fastdat.evaluation.stats import holm as holm  # re-exported: moved to stats
+from fastdat.metrics import psnr, ssim
+from fastdat.stats import dunn, friedman, wilcoxon_holm
+from fastdat.stats import holm as holm  # re-exported: moved to stats
 
 log = logging.getLogger(__name__)
 
@@ -271,7 +271,7 @@ def patient_statistics(patients) -> dict[str, Any]:
 
 def headline(patients, best: dict[str, str | None]) -> list[dict[str, Any]]:
     """Patient-level paired differences behind the report's first lines, with 95 % CIs."""
-    from fastdat.evaluation.stats import paired_difference
+    from fastdat.stats import paired_difference
 
     net, filt = best["network"], best["filter"]
     pairs = [(net, RAW), (net, filt), (filt, RAW), (RAW, LONG), (net, LONG), (filt, LONG)]

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from fastdat.evaluation.methods import LONG, TRUTH
+from fastdat.methods.catalog import LONG, TRUTH
 
 GRADE_COLOURS = ("tab:green", "tab:olive", "tab:orange", "tab:red")
 
@@ -32,7 +32,7 @@ def _bland_altman_fig(table, keys: dict[str, str]) -> bytes:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fastdat.evaluation.stats import bland_altman
+    from fastdat.stats import bland_altman
 
     test = table[table["split"] == "test"].set_index(["study_id", "side"])
     ref = test[test["method"] == LONG]["putamen"]

@@ -4,9 +4,9 @@ For every study of a simulated cohort, the quantification volume is the dataset'
 (``crop x crop`` around the striata, as the models were trained) over *all* axial slices, so
 that the Southampton VOI holds the whole striatum and the occipital reference is in view. On the
 test subjects every method restores that volume slice by slice (raw 5-min, the tuned filters,
-each model, and the 25-min image); :func:`fastdat.evaluation.sbr.quantify_volume` then places its
+each model, and the 25-min image); :func:`fastdat.quantification.sbr.quantify_volume` then places its
 VOIs on each image independently, as it would on a clinic's scan. The truth is the simulated
-activity with the subject's own labels (:func:`fastdat.evaluation.sbr.truth_sbr`).
+activity with the subject's own labels (:func:`fastdat.anatomy.labels.true_sbr`).
 
 The normal database (grade-0 striata) and the grading thresholds come from the 25-min images of
 the training and validation subjects, a clinic's standard protocol; they are then applied
@@ -29,9 +29,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from fastdat.anatomy.labels import SIDES, true_sbr
 from fastdat.evaluation.evaluate import write_csv, write_json
-from fastdat.evaluation.grading import GradingRule, NormalDatabase, build_normals, calibrate
-from fastdat.evaluation.sbr import SIDES, NoStriatumError, QuantConfig, quantify_volume, truth_sbr
+from fastdat.quantification.grading import GradingRule, NormalDatabase, build_normals, calibrate
+from fastdat.quantification.sbr import NoStriatumError, QuantConfig, quantify_volume
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +64,8 @@ def _slab(volume: np.ndarray, i0: int, j0: int, size: int) -> np.ndarray:
 
 def _restore(method: str, slab: np.ndarray, tuned: dict, models: dict, device) -> np.ndarray:
     """The slab ``(X, Y, Z)`` restored slice by slice by a filter or a model."""
-    from fastdat.evaluation import baselines as bl
     from fastdat.evaluation.evaluate import predict
+    from fastdat.methods import filters as bl
 
     slices = np.moveaxis(slab, -1, 0)  # (Z, X, Y), as the crops are stored
     if method in tuned:
@@ -114,8 +115,8 @@ def quantify_study(
     import pandas as pd
     import yaml
 
+    from fastdat.anatomy.template import template_phantom
     from fastdat.data.dataset import sources_from_simulation
-    from fastdat.data.localize import template_phantom
     from fastdat.models import load_model
     from fastdat.models.checkpoint import network_labels
 
@@ -203,7 +204,7 @@ def sbr_headline(table, methods: list[str], grading: dict[str, Any]) -> dict[str
     Each test patient contributes the mean of its two striata's differences, so the CIs count
     patients, not striata.
     """
-    from fastdat.evaluation.stats import equivalence, paired_difference
+    from fastdat.stats import equivalence, paired_difference
 
     test = table[table["split"] == "test"]
     out: dict[str, Any] = {"margin": SBR_MARGIN, "methods": {}, "equivalence": {}}
@@ -244,7 +245,7 @@ def _dataset_crop(dataset: Path) -> int:
 
 
 def _truth_values(truth: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    values = truth_sbr(truth, labels)
+    values = true_sbr(truth, labels)
     for side in SIDES:
         values[f"southampton_{side}"] = values[f"striatum_{side}"]
         values[f"putamen_caudate_{side}"] = values[f"putamen_{side}"] / values[f"caudate_{side}"]
@@ -279,7 +280,7 @@ def _add_grades(table, normals: NormalDatabase, rule: GradingRule):
 
 
 def _grading(table, methods, rule: GradingRule, calib_kappa: float) -> dict[str, Any]:
-    from fastdat.evaluation.stats import weighted_kappa
+    from fastdat.stats import weighted_kappa
 
     test = table[table["split"] == "test"]
     ref25 = test[test["method"] == LONG].set_index(["study_id", "side"])["auto_grade"]
@@ -315,7 +316,7 @@ def _grading(table, methods, rule: GradingRule, calib_kappa: float) -> dict[str,
 
 def _agreement(table, methods) -> list[dict[str, Any]]:
     """Bland-Altman and ICC(A,1) of each method against 25-min and truth, per measure and grade."""
-    from fastdat.evaluation.stats import bland_altman, icc
+    from fastdat.stats import bland_altman, icc
 
     test = table[table["split"] == "test"].set_index(["study_id", "side"])
     rows = []

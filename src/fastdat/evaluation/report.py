@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from fastdat.evaluation.methods import FILTERS, LONG, RAW
+from fastdat.methods.catalog import FILTERS, LONG, RAW
 
 PAPER = {  # Aoki et al., Jpn J Radiol 2025 (abstract); raw 5-min values implied by the gains
     "raw 5-min": ("~30.9", "~0.71"),

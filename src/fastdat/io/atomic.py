@@ -5,15 +5,23 @@ name in its folder and linked to its final name only when complete (a hard link 
 exists, so not even a race overwrites a result). Folders are created by :func:`make_folder`, which
 proves that a file can be written there before any long work starts; every OS error becomes an
 :class:`OutputError` naming the path.
+
+Inside a stage's own folder, a resumable stage rewrites its files as it goes (``state.json``,
+``metrics.csv``): :func:`replace_file` and the text writers built on it (:func:`write_text`,
+:func:`write_json`, :func:`write_yaml`, :func:`write_csv`) write a temporary file and rename it
+over the old one, so a killed run leaves the old file or the new one, never half of either.
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import json
 import errno
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
 
 
 class OutputError(OSError):
@@ -110,3 +118,55 @@ def write_new(final: Path, writer) -> None:
             tmp.unlink(missing_ok=True)
         if not final.exists():
             remove_empty(created)
+
+
+def replace_file(final: str | Path, writer) -> Path:
+    """Write ``final`` (replacing it) through ``writer(tmp)`` and an atomic rename; returns it.
+
+    The folder must exist. The temporary file is removed if ``writer`` fails.
+    """
+    final = Path(final)
+    tmp = final.with_name(f".tmp-{os.getpid()}-{final.name}")  # same suffix: same format
+    try:
+        writer(tmp)
+        os.replace(tmp, final)
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+    return final
+
+
+def write_text(final: str | Path, text: str) -> Path:
+    """``text`` to ``final`` atomically (replacing it)."""
+    return replace_file(final, lambda tmp: tmp.write_text(text))
+
+
+def write_bytes(final: str | Path, data: bytes) -> Path:
+    """``data`` to ``final`` atomically (replacing it)."""
+    return replace_file(final, lambda tmp: tmp.write_bytes(data))
+
+
+def write_json(final: str | Path, doc: Any, indent: int = 1) -> Path:
+    """``doc`` as indented JSON to ``final`` atomically (replacing it)."""
+    return write_text(final, json.dumps(doc, indent=indent))
+
+
+def write_yaml(final: str | Path, doc: Any) -> Path:
+    """``doc`` as YAML (keys in their order) to ``final`` atomically (replacing it)."""
+    import yaml
+
+    return write_text(final, yaml.safe_dump(doc, sort_keys=False))
+
+
+def write_csv(final: str | Path, rows: list[dict[str, Any]]) -> Path:
+    """Rows as CSV (the union of their keys as columns, in order of first appearance; a missing
+    key is an empty cell) to ``final`` atomically (replacing it)."""
+    fields = list(dict.fromkeys(k for r in rows for k in r))
+
+    def writer(tmp: Path) -> None:
+        with open(tmp, "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=fields, restval="")
+            w.writeheader()
+            w.writerows(rows)
+
+    return replace_file(final, writer)

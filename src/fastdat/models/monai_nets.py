@@ -18,7 +18,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from fastdat.models.registry import register
+from fastdat.models.base import register
 
 WIDTHS = (32, 64, 128, 256, 512)
 

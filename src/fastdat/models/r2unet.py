@@ -18,7 +18,7 @@ from monai.networks.blocks import Convolution
 from monai.networks.layers.factories import Conv, Norm, Pool
 from torch import nn
 
-from fastdat.models.registry import register
+from fastdat.models.base import register
 
 
 class RecurrentConv(nn.Module):

@@ -8,46 +8,13 @@ optionally adds residual learning (predict the correction to the input) and a no
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from fastdat.models.base import _REGISTRY, ModelInfo, register  # noqa: F401  (re-exported)
 
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the registry knows of an architecture.
-
-    Attributes:
-        name: Registry name.
-        builder: ``(in_channels, out_channels, spatial_dims, **kwargs) -> nn.Module``.
-        reference: The paper it implements.
-        multiple: Input sides must be a multiple of this.
-        dims: Spatial dimensionalities it supports.
-    """
-
-    name: str
-    builder: Callable[..., nn.Module]
-    reference: str
-    multiple: int
-    dims: tuple[int, ...] = (2, 3)
-
-
-_REGISTRY: dict[str, ModelInfo] = {}
-
-
-def register(name: str, reference: str, multiple: int, dims: tuple[int, ...] = (2, 3)):
-    """Decorator: register a builder under ``name``."""
-
-    def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
-        if name in _REGISTRY:
-            raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelInfo(name, fn, reference, multiple, dims)
-        return fn
-
-    return deco
 
 
 # the study's ten, in the paper's order; models registered by users follow

@@ -22,7 +22,7 @@ from monai.networks.blocks import Convolution, ResidualUnit
 from monai.networks.layers.factories import Conv
 from torch import nn
 
-from fastdat.models.registry import register
+from fastdat.models.base import register
 
 
 class TransUNet(nn.Module):

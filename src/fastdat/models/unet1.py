@@ -12,7 +12,7 @@ from monai.networks.blocks import ResidualUnit
 from monai.networks.layers.factories import Conv
 from torch import nn
 
-from fastdat.models.registry import register
+from fastdat.models.base import register
 
 
 class UNet1(nn.Module):

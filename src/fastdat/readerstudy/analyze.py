@@ -1,7 +1,7 @@
 """Unblind and analyse a reader study: agreement with the 25-min consensus and reliability.
 
 Targets are striata: every case gives two (left, right), each graded 0-3 by every reader for
-every method. With the statistics of :mod:`fastdat.evaluation.stats`:
+every method. With the statistics of :mod:`fastdat.stats`:
 
 * **Consensus** of a striatum: the majority of the readers' first-read grades of its 25-min image;
   when grades tie for the majority (e.g. three readers 0, 1, 2, or two readers who differ), the
@@ -32,8 +32,8 @@ from typing import Any
 
 import numpy as np
 
-from fastdat.evaluation.stats import icc, weighted_kappa
 from fastdat.readerstudy import store as st
+from fastdat.stats import icc, weighted_kappa
 
 log = logging.getLogger(__name__)
 

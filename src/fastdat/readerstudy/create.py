@@ -163,7 +163,7 @@ def method_images(
     Returns:
         ``(images (len(rows), X, Y) float64, source description)``.
     """
-    from fastdat.evaluation import baselines as bl
+    from fastdat.methods import filters as bl
 
     x5 = np.asarray(crops["5min"][rows], dtype=np.float64)
     if method in crops:

@@ -32,19 +32,19 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
+from fastdat.anatomy.labels import true_sbr
+from fastdat.anatomy.phantom import (
+    Phantom,
+    PhantomConfig,
+    make_phantom,
+    sample_subject,
+)
 from fastdat.config import config_diff, from_dict, provenance, to_dict
 from fastdat.simulate.acquisition import (
     AcquisitionConfig,
     ReconConfig,
     draw_total_counts,
     simulate_acquisition,
-)
-from fastdat.simulate.phantom import (
-    LABELS,
-    Phantom,
-    PhantomConfig,
-    make_phantom,
-    sample_subject,
 )
 
 log = logging.getLogger(__name__)
@@ -238,7 +238,7 @@ def simulate_study(
         _save(tmp / files[name], y.permute(1, 2, 0).cpu().numpy().astype(np.int32), proj_affine)
     row.update({k: f"studies/{study_id}/{v}" for k, v in files.items()})
     if np.isin(phantom.labels, [1, 2, 3, 4, 5, 6]).any() and (phantom.labels == 7).any():
-        truth_sbr = _true_sbr(phantom.activity, phantom.labels)
+        truth_sbr = true_sbr(phantom.activity, phantom.labels)
         row.update({f"true_sbr_{k}": round(v, 4) for k, v in truth_sbr.items()})
     meta = {
         "manifest": row,
@@ -254,16 +254,6 @@ def simulate_study(
         raise RuntimeError("cohort run ended; worker exits without writing")
     os.replace(tmp, final)
     return row
-
-
-def _true_sbr(activity: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """Voxel-truth SBR per striatal region present: mean(region) / mean(occipital) - 1."""
-    ref = activity[labels == 7].mean()
-    return {
-        n: float(activity[labels == k].mean() / ref - 1)
-        for k, n in LABELS.items()
-        if 0 < k < 7 and (labels == k).any()
-    }
 
 
 def study_config_digest(cfg: SimulationConfig) -> str:

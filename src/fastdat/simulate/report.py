@@ -17,8 +17,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from fastdat.evaluation.metrics import psnr, ssim
-from fastdat.evaluation.sbr import label_sbr
+from fastdat.anatomy.labels import label_sbr
+from fastdat.metrics import psnr, ssim
 
 STRIATAL_LABELS = (1, 2, 3, 4, 5, 6)
 SBR_KEYS = tuple(f"{r}_{s}" for s in ("left", "right") for r in ("caudate", "putamen", "striatum"))

@@ -5,7 +5,7 @@ affine; isotropic voxels (the projector's bins equal the voxels) with axes align
 (no rotation or shear in the affine); a square transaxial matrix no larger than the detector; finite
 values; activity non-negative with some positive voxel; mu non-negative in 1/cm at 159 keV (values
 above 1 /cm suggest 1/mm, Hounsfield units or a CT, which must be converted first). An optional
-label map in FastDaT's lookup table (:data:`fastdat.simulate.phantom.LABELS`) is carried along.
+label map in FastDaT's lookup table (:data:`fastdat.anatomy.phantom.LABELS`) is carried along.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from fastdat.simulate.phantom import Phantom
+from fastdat.anatomy.phantom import Phantom
 
 
 def _load(path: str | Path, what: str):

@@ -29,7 +29,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from fastdat.config import provenance, to_dict
-from fastdat.evaluation.metrics import psnr, ssim
+from fastdat.metrics import psnr, ssim
 from fastdat.models import build_model, save_model
 from fastdat.training.config import TrainConfig
 

@@ -36,18 +36,6 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
-LABELS: dict[int, str] = {
-    0: "background",
-    1: "caudate_left",
-    2: "caudate_right",
-    3: "putamen_anterior_left",
-    4: "putamen_anterior_right",
-    5: "putamen_posterior_left",
-    6: "putamen_posterior_right",
-    7: "occipital",
-}
-"""Region label lookup table of the label maps."""
-
 BRAIN_CENTRE = np.array([0.0, -17.0, 14.0])
 """Centre of the brain ellipsoid in anatomical coordinates (mm); placed at the scanner origin."""
 

@@ -5,15 +5,14 @@ references of the tests; none is called here. Agreement: weighted kappa (Cohen 1
 Fleiss, Cohen & Everitt 1969), intraclass correlations (Shrout & Fleiss 1979; McGraw & Wong
 1996), Bland-Altman limits of agreement (Bland & Altman 1986, 1999). Methods scored on the same
 images: Friedman's test with Dunn's post-hoc (as in the paper) and the paired Wilcoxon
-signed-rank test, Holm-adjusted. :func:`run_stats` runs one of them on a CSV file (see
-:mod:`fastdat.evaluation.stats_io`).
+signed-rank test, Holm-adjusted. :func:`fastdat.stats.tables.run_stats` runs one of them on a CSV
+file.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -472,9 +471,3 @@ def equivalence(a: Any, b: Any, margin: float) -> dict[str, float | bool | int]:
         "equivalent": bool(p < 0.05),
     }
 
-
-def run_stats(kind: str, path: str | Path, **options: Any) -> dict[str, Any]:
-    """One analysis of a CSV file as a JSON-ready dict: :func:`.stats_io.run_stats`."""
-    from fastdat.evaluation.stats_io import run_stats as run
-
-    return run(kind, path, **options)

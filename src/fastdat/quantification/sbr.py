@@ -7,7 +7,7 @@ keeps it on the brain. A thin cortical-ribbon VOI was tried first; with head siz
 differing from the template its mean varied by up to 2x between subjects.
 
 - **Template VOIs** (BRASS / DaTQUANT-like): FastDaT's anatomical template (the mean phantom of
-  :mod:`fastdat.simulate.phantom`, the one :func:`fastdat.data.localize.locate_striata` fits) is
+  :mod:`fastdat.anatomy.phantom`, the one :func:`fastdat.data.localize.locate_striata` fits) is
   placed on the image by that fit (translation and yaw), then each side's striatal VOIs are moved
   together by at most ``refine_voxels`` to the position of highest mean count (individual anatomy
   differs from the template by a few mm). Per region ``SBR = mean(VOI) / C_ref - 1``. Regions:
@@ -36,16 +36,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
-SIDES = ("left", "right")
-REGIONS: dict[str, tuple[int, ...]] = {
-    "caudate": (1,),
-    "putamen": (3, 5),
-    "putamen_anterior": (3,),
-    "putamen_posterior": (5,),
-    "striatum": (1, 3, 5),
-}
-"""Region -> left-side labels of :data:`fastdat.simulate.phantom.LABELS` (right side = +1)."""
-OCCIPITAL = 7
+from fastdat.anatomy.labels import OCCIPITAL, SIDES, label_sbr, side_labels
 
 
 class NoStriatumError(ValueError):
@@ -113,10 +104,6 @@ class VOIs:
     score: float
 
 
-def _side_labels(region: str, side: str) -> list[int]:
-    return [i + SIDES.index(side) for i in REGIONS[region]]
-
-
 def _best_offset(image: np.ndarray, mask: np.ndarray, radius: int) -> tuple[int, int, int]:
     """Integer offset within ``radius`` that maximises the mean of ``image`` over ``mask``."""
     idx = np.array(np.nonzero(mask))
@@ -137,7 +124,7 @@ def _occipital_lobe(
 ) -> np.ndarray:
     """The template's occipital lobe: brain (grey and white matter) within the bounding box of
     its occipital cortex label, eroded by ``erode`` voxels (template pose, cached)."""
-    from fastdat.data.localize import template_phantom
+    from fastdat.anatomy.template import template_phantom
 
     ph = template_phantom(shape, voxel_mm, yaw_deg)
     ii, jj, kk = np.nonzero(ph.labels == OCCIPITAL)
@@ -155,7 +142,8 @@ def place_vois(volume: np.ndarray, voxel_mm: float, cfg: QuantConfig | None = No
     Raises:
         NoStriatumError: The template fit finds no striatum-like pattern or explains too little.
     """
-    from fastdat.data.localize import locate_striata, template_phantom
+    from fastdat.anatomy.template import template_phantom
+    from fastdat.data.localize import locate_striata
 
     cfg = cfg or QuantConfig()
     vol = np.asarray(volume, dtype=np.float64)
@@ -189,20 +177,20 @@ def place_vois(volume: np.ndarray, voxel_mm: float, cfg: QuantConfig | None = No
     labels[occ] = OCCIPITAL
     refine = {}
     for side in SIDES:
-        ids = _side_labels("striatum", side)
+        ids = side_labels("striatum", side)
         side_mask = np.isin(placed, ids)
         off = _best_offset(vol, side_mask, cfg.refine_voxels) if cfg.refine_voxels else (0, 0, 0)
         refine[side] = tuple(int(o) for o in off)
         for i in ids:
             labels[ndimage.shift(placed == i, off, order=0, mode="constant", cval=0)] = i
-    if not np.isin(labels, _side_labels("striatum", "left")).any() or not (
-        np.isin(labels, _side_labels("striatum", "right")).any() and (labels == OCCIPITAL).any()
+    if not np.isin(labels, side_labels("striatum", "left")).any() or not (
+        np.isin(labels, side_labels("striatum", "right")).any() and (labels == OCCIPITAL).any()
     ):
         raise NoStriatumError("no recognisable striatum: the template VOIs left the image")
     # Southampton: grow each striatum by the margin; a voxel goes to the nearer striatum
     dist = {
         side: ndimage.distance_transform_edt(
-            ~np.isin(labels, _side_labels("striatum", side)), sampling=voxel_mm
+            ~np.isin(labels, side_labels("striatum", side)), sampling=voxel_mm
         )
         for side in SIDES
     }
@@ -213,48 +201,6 @@ def place_vois(volume: np.ndarray, voxel_mm: float, cfg: QuantConfig | None = No
         for k, side in enumerate(SIDES)
     }
     return VOIs(labels, south, loc.shift, float(loc.yaw_deg), refine, float(loc.score))
-
-
-def label_sbr(image: np.ndarray, labels: np.ndarray) -> dict[str, float]:
-    """``SBR = mean(VOI) / mean(occipital) - 1`` per region and side from a label map.
-
-    Keys ``<region>_<side>`` for every region of :data:`REGIONS`. With the truth labels on the
-    truth activity this is the true SBR; with placed VOIs it is the template-VOI method.
-    """
-    ref_mask = labels == OCCIPITAL
-    if not ref_mask.any():
-        raise ValueError("no occipital reference voxels (label 7)")
-    ref = float(image[ref_mask].mean())
-    if ref <= 0:
-        raise ValueError(f"occipital reference mean is {ref:.3g}: must be > 0")
-    out = {}
-    for region in REGIONS:
-        for side in SIDES:
-            mask = np.isin(labels, _side_labels(region, side))
-            out[f"{region}_{side}"] = float(image[mask].mean() / ref - 1) if mask.any() else np.nan
-    return out
-
-
-def truth_sbr(activity: np.ndarray, labels: np.ndarray, erode: int = 2) -> dict[str, float]:
-    """True SBR of a simulated subject, against the same kind of reference the VOIs use.
-
-    Striatal regions come from the subject's own labels; the reference is the subject's own
-    occipital lobe (brain voxels, ``activity >= 0.6`` x the cortex level, inside the bounding box
-    of its occipital cortex label, eroded by ``erode`` voxels), i.e. what the placed occipital VOI
-    measures. Keys as :func:`label_sbr`.
-    """
-    occ = labels == OCCIPITAL
-    if not occ.any():
-        raise ValueError("no occipital cortex voxels (label 7) in the truth labels")
-    ii, jj, kk = np.nonzero(occ)
-    box = np.zeros(labels.shape, dtype=bool)
-    box[ii.min() : ii.max() + 1, jj.min() : jj.max() + 1, kk.min() : kk.max() + 1] = True
-    brain = activity >= 0.6 * float(np.median(activity[occ]))
-    if erode:
-        brain = ndimage.binary_erosion(brain, iterations=erode)
-    ref = np.where(box & brain & ~np.isin(labels, range(1, 7)), OCCIPITAL, 0)
-    striatal = np.where(np.isin(labels, range(1, 7)), labels, 0)
-    return label_sbr(activity, np.maximum(ref, striatal).astype(np.uint8))
 
 
 def southampton_sbr(

@@ -2,7 +2,7 @@
 
 Input: a NIfTI file, a DICOM file or series folder, or a folder holding several of them. Every
 image is reoriented to RAS (x to the subject's right, y anterior, z superior), quantified by
-:func:`fastdat.evaluation.sbr.quantify_volume` and drawn with its VOIs for a visual check.
+:func:`fastdat.quantification.sbr.quantify_volume` and drawn with its VOIs for a visual check.
 
 ``OUT`` receives ``sbr.csv`` (one row per image: ``image, status, reason`` and every SBR; with a
 normal database also z-scores and automated grades per side), ``vois/<image>.png`` and
@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from fastdat.evaluation.sbr import (
+from fastdat.quantification.sbr import (
     OCCIPITAL,
     SIDES,
     NoStriatumError,
@@ -115,7 +115,7 @@ def quantify_images(
 
     from fastdat.config import provenance
     from fastdat.evaluation.evaluate import write_csv
-    from fastdat.evaluation.grading import GradingRule, NormalDatabase
+    from fastdat.quantification.grading import GradingRule, NormalDatabase
 
     cfg = cfg or QuantConfig()
     out = Path(out_dir)

@@ -119,7 +119,7 @@ def calibrate(
     Returns:
         ``(rule, kappa)``; ties go to the rule found first (thresholds closest to normal).
     """
-    from fastdat.evaluation.stats import weighted_kappa
+    from fastdat.stats import weighted_kappa
 
     grades = np.asarray(grades, int)
     best, best_k = GradingRule(), -np.inf

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from fastdat.evaluation.stats import (
+from fastdat.stats.formulas import (
     MCGRAW_WONG,
     bland_altman,
     dunn,
@@ -305,9 +305,9 @@ _RUNNERS = {
 
 
 def run_stats(kind: str, path: str | Path, **options: Any) -> dict[str, Any]:
-    """Run one analysis on a CSV file (:mod:`fastdat.evaluation.stats_io` layouts).
+    """Run one analysis on a CSV file (:mod:`fastdat.stats.tables` layouts).
 
-    The arrays' maths is in :mod:`fastdat.evaluation.stats`.
+    The arrays' maths is in :mod:`fastdat.stats`.
 
     Args:
         kind: ``kappa`` (two rating columns; option ``weights`` none / linear / quadratic),
@@ -358,7 +358,7 @@ def _ci(pair: list[float | None]) -> str:
 
 
 def format_result(result: dict[str, Any]) -> str:
-    """Human-readable text of a :func:`fastdat.evaluation.stats.run_stats` result."""
+    """Human-readable text of a :func:`fastdat.stats.run_stats` result."""
     kind = result["kind"]
     lines = [f"{kind}: {result['file']}"]
     dropped = result.get("n_dropped", 0)

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from fastdat.evaluation.metrics import psnr
+from fastdat.metrics import psnr
 
 GRIDS: dict[str, dict[str, list[float]]] = {
     "gaussian": {"sigma": [0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 2.5, 3.0]},

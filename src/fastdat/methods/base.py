@@ -1,0 +1,130 @@
+"""One notion of a method: what turns a study's images into the image a reader or an SBR tool sees.
+
+Every image FastDaT compares is the output of a :class:`Method`:
+
+- ``raw``: the short (5-min) image as reconstructed;
+- ``filter``: a post-filter of the short image with parameters tuned on the validation split
+  (:mod:`fastdat.methods.filters`);
+- ``network``: a trained network applied to the short image with the one scaling rule of
+  :func:`predict`;
+- ``reference``: an image of its own, the long (25-min) scan or the truth, shown as it is.
+
+A method reads the images of its :attr:`Method.input_kind` (``5min`` for the first three, its own
+kind for a reference) and :meth:`Method.apply` maps a stack of 2D slices ``(N, H, W)`` to the stack
+it shows. Evaluation, quantification, the reader study, training's validation and ``fastdat
+denoise`` all go through this module, so a method is computed the same way everywhere.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+RAW, LONG, TRUTH = "5min", "25min", "truth"
+"""The names of the raw short image, the long reference image and the truth."""
+KINDS = ("raw", "filter", "network", "reference")
+
+
+def image_scale(x: torch.Tensor) -> torch.Tensor:
+    """The one per-image scale: each image's maximum over its last two axes (1 where it is <= 0).
+
+    A network sees ``x / image_scale(x)`` (values in ``[0, ~1]`` whatever the units) and its
+    output is multiplied back by the same scale; training scales its targets by it too.
+
+    Args:
+        x: Images ``(..., H, W)``.
+
+    Returns:
+        ``(..., 1, 1)`` scales, broadcastable against ``x``.
+    """
+    m = x.amax(dim=(-2, -1), keepdim=True)
+    return torch.where(m > 0, m, torch.ones_like(m))
+
+
+@torch.no_grad()
+def predict_tensor(model: nn.Module, x: torch.Tensor, batch: int = 64) -> torch.Tensor:
+    """Network output of images ``(B, C, H, W)`` under the one scaling rule, batch by batch.
+
+    Each image is divided by :func:`image_scale` before the network and multiplied back after; an
+    image without positive values gives zeros (a network adds nothing to an empty image).
+    """
+    out = []
+    for xb in x.split(batch):
+        m = xb.amax(dim=(-2, -1), keepdim=True)
+        s = torch.where(m > 0, m, torch.ones_like(m))
+        y = model(xb / s).to(xb.dtype) * s
+        out.append(torch.where(m > 0, y, torch.zeros_like(y)))
+    return torch.cat(out)
+
+
+def predict(
+    model: nn.Module, images: np.ndarray, device: torch.device | str = "cpu", batch: int = 64
+) -> np.ndarray:
+    """Network output for ``(N, H, W)`` images (float32 through the network, float64 out)."""
+    device = torch.device(device)
+    model = model.to(device).eval()
+    x = torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32))[:, None].to(device)
+    return predict_tensor(model, x, batch)[:, 0].cpu().numpy().astype(np.float64)
+
+
+@dataclass(frozen=True)
+class Method:
+    """A named way of producing the image that is scored, graded or shown.
+
+    Attributes:
+        name: Label in tables and figures (``5min``, ``gaussian``, ``unet4``, ``25min``).
+        kind: One of :data:`KINDS`.
+        input_kind: The dataset image it reads (``5min``, ``25min`` or ``truth``).
+        params: A filter's tuned parameters.
+        model: A network (``kind == "network"``), in eval mode on ``device``.
+        checkpoint: The network's checkpoint stem.
+        device: Torch device of the network.
+    """
+
+    name: str
+    kind: str
+    input_kind: str = RAW
+    params: dict[str, float] = field(default_factory=dict)
+    model: nn.Module | None = field(default=None, repr=False, compare=False)
+    checkpoint: Path | None = None
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise ValueError(f"method {self.name!r}: unknown kind {self.kind!r} (known: {KINDS})")
+        if self.kind == "network" and self.model is None:
+            raise ValueError(f"method {self.name!r}: a network method needs its model")
+
+    def apply(self, images: np.ndarray) -> np.ndarray:
+        """The method's image of each slice of ``images`` ``(N, H, W)`` (of :attr:`input_kind`).
+
+        Returns:
+            float64 ``(N, H, W)``.
+        """
+        x = np.asarray(images, dtype=np.float64)
+        if self.kind in ("raw", "reference"):
+            return x
+        if self.kind == "filter":
+            from fastdat.methods.filters import apply
+
+            return apply(self.name, x, self.params)
+        return predict(self.model, x, self.device)
+
+    def apply_volume(self, volume: np.ndarray) -> np.ndarray:
+        """The method applied slice by slice to an ``(X, Y, Z)`` volume (axial slices)."""
+        slices = np.moveaxis(np.asarray(volume, dtype=np.float64), -1, 0)
+        return np.moveaxis(self.apply(slices), 0, -1)
+
+    def describe(self) -> dict[str, Any]:
+        """Where the method came from, for config files and reports."""
+        rec: dict[str, Any] = {"name": self.name, "kind": self.kind, "input": self.input_kind}
+        if self.params:
+            rec["params"] = dict(self.params)
+        if self.checkpoint is not None:
+            rec["checkpoint"] = str(self.checkpoint)
+        return rec

@@ -1,0 +1,44 @@
+"""Statistics: agreement (kappa, ICC, Bland-Altman), rank tests, paired differences, equivalence.
+
+A leaf: every stage may import it, it imports no stage. :mod:`.formulas` holds the formulas
+(numpy and scipy distributions only, tested against independent references);
+:mod:`.tables` reads CSV files for ``fastdat stats`` and formats results.
+"""
+
+from fastdat.stats.formulas import (
+    ICC,
+    MCGRAW_WONG,
+    MIN_PAIRED_N,
+    BlandAltman,
+    Friedman,
+    Kappa,
+    PairedDifference,
+    bland_altman,
+    dunn,
+    equivalence,
+    friedman,
+    holm,
+    icc,
+    paired_difference,
+    weighted_kappa,
+    wilcoxon_holm,
+)
+
+__all__ = [
+    "ICC",
+    "MCGRAW_WONG",
+    "MIN_PAIRED_N",
+    "BlandAltman",
+    "Friedman",
+    "Kappa",
+    "PairedDifference",
+    "bland_altman",
+    "dunn",
+    "equivalence",
+    "friedman",
+    "holm",
+    "icc",
+    "paired_difference",
+    "weighted_kappa",
+    "wilcoxon_holm",
+]
