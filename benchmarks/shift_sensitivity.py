@@ -28,7 +28,7 @@ import torch
 import yaml
 
 from fastdat.data.dataset import load_nifti
-from fastdat.evaluation.evaluate import predict
+from fastdat.methods import predict
 from fastdat.metrics import psnr, ssim
 from fastdat.models import load_model
 

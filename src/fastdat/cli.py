@@ -1,4 +1,9 @@
-"""The ``fastdat`` command line: thin wrappers over library functions."""
+"""The ``fastdat`` command line: thin wrappers over library functions.
+
+Each command parses its arguments, calls the library, and prints the result; configs are built by
+:func:`fastdat.config.resolve` (defaults < preset < ``--config FILE`` < ``--set KEY=VALUE``), and
+known errors become one line on stderr with exit status 2 (:func:`main`).
+"""
 
 from __future__ import annotations
 
@@ -34,25 +39,21 @@ def _resolve_device(name: str) -> str:
 
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
-    from fastdat.config import load_preset
-    from fastdat.simulate.cohort import resolve_config, simulate_cohort
+    from fastdat.config import resolve
+    from fastdat.simulate.cohort import SimulationConfig, simulate_cohort
+    from fastdat.simulate.user_maps import user_map_config, user_phantom
 
     sets = list(args.set or [])
     if args.seed is not None:
         sets.append(f"cohort.seed={args.seed}")
-    phantom = None
-    if args.activity or args.mu_map:
-        if not (args.activity and args.mu_map):
-            raise ValueError("--activity and --mu-map must be given together")
-        from fastdat.simulate.user_maps import load_user_maps
-
-        phantom = load_user_maps(args.activity, args.mu_map, args.labels)
-        n, _, nz = phantom.activity.shape
-        voxel = float(abs(phantom.affine[0, 0]))
-        sets = [f"grid.size={n}", f"grid.n_slices={nz}", f"grid.voxel_mm={voxel}", *sets]
-        if not any(s.startswith("cohort.n_studies=") for s in sets):
-            sets.append("cohort.n_studies=1")
-    cfg = resolve_config(load_preset("simulate", args.preset), sets)
+    phantom = user_phantom(args.activity, args.mu_map, args.labels)
+    cfg = resolve(
+        SimulationConfig,
+        preset=("simulate", args.preset),
+        base=user_map_config(phantom),
+        file=args.config,
+        sets=sets,
+    )
     if args.projection_dicom:
         from fastdat.io.projection_dicom import LAYOUTS
 
@@ -82,19 +83,13 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
 
 def _cmd_dataset_build(args: argparse.Namespace) -> int:
-    import json
+    from fastdat.config import resolve
+    from fastdat.data.dataset import DatasetConfig
+    from fastdat.data.overview import summarize_dataset
+    from fastdat.data.sources import build_from_source, pick_source
 
-    from fastdat.config import apply_overrides, from_dict
-    from fastdat.data import dataset as ds
-
-    given = [x for x in (args.sim, args.nifti, args.dicom, args.projections) if x]
-    if len(given) != 1:
-        raise ValueError(
-            "give exactly one of --from SIMDIR, --nifti ROOT_OR_CSV, --dicom ROOT, "
-            "--projections ROOT"
-        )
+    kind, path = pick_source(args.sim, args.nifti, args.dicom, args.projections)
     sets = list(args.set or [])
-    skipped = None
     for key, value in (
         ("n_slices", args.slices),
         ("crop", args.crop),
@@ -104,57 +99,26 @@ def _cmd_dataset_build(args: argparse.Namespace) -> int:
     ):
         if value is not None:
             sets.append(f"{key}={value}")
-    cfg = from_dict(ds.DatasetConfig, apply_overrides({}, sets))
-    kinds = tuple(cfg.durations)
-    if args.sim:
-        sources = ds.sources_from_simulation(args.sim, kinds)
-        desc = {"kind": "simulation", "path": str(Path(args.sim).resolve())}
-    elif args.nifti:
-        sources = ds.sources_from_nifti(args.nifti, kinds)
-        desc = {"kind": "nifti", "path": str(Path(args.nifti).resolve())}
-    elif args.projections:
-        from fastdat.data.projections import sources_from_projections
-        from fastdat.tomo.reconstruct import settings_dict
-
-        settings = _recon_settings(args)
-        out_dir = Path(args.out)
-        recon_dir = Path(args.recon_dir or out_dir.with_name(out_dir.name + ".recon"))
-        sources = sources_from_projections(
-            args.projections,
-            recon_dir,
-            kinds,
-            settings,
-            args.attenuation,
-            _resolve_device(args.device),
-        )
-        desc = {
-            "kind": "projections",
-            "path": str(Path(args.projections).resolve()),
-            "recon_dir": str(recon_dir.resolve()),
-            "attenuation": args.attenuation,
-            "recon": settings_dict(settings),
-        }
-    else:
-        from fastdat.data.dicom import sources_from_dicom
-
-        sources, skipped = sources_from_dicom(args.dicom, kinds, cfg.reference, args.pairs)
-        desc = {"kind": "dicom", "path": str(Path(args.dicom).resolve())}
-    splits = None
-    if args.splits:
-        splits = json.loads(Path(args.splits).read_text())["patients"]
-    out = ds.build_dataset(sources, args.out, cfg, desc, splits=splits, skipped=skipped)
-    from fastdat.data.load import load_crops
-
-    _, index = load_crops(out, mmap=True)
-    counts = index.groupby("split").agg(
-        crops=("crop_id", "size"), patients=("patient_id", "nunique")
+    cfg = resolve(DatasetConfig, file=args.config, sets=sets, section="dataset")
+    projections = kind == "projections"  # the reconstruction options apply to it only
+    out = build_from_source(
+        kind,
+        path,
+        args.out,
+        cfg,
+        pairs=args.pairs,
+        recon_dir=args.recon_dir,
+        settings=_recon_settings(args) if projections else None,
+        attenuation=args.attenuation,
+        device=_resolve_device(args.device) if projections else "cpu",
+        splits_from=args.splits,
     )
+    summary = summarize_dataset(out, cfg.n_slices)
     print(f"wrote {out}")
-    print(counts.to_string())
-    left_out = [r for r in _read_csv(Path(out) / "studies.csv") if r["status"] != "ok"]
-    for r in left_out:
+    print(summary.counts.to_string())
+    for r in summary.skipped:
         print(f"skipped {r['study_id'] or r['origin']} ({r['origin']}): {r['reason']}")
-    print(f"{len(index) // cfg.n_slices} studies used, {len(left_out)} skipped")
+    print(f"{summary.n_used} studies used, {len(summary.skipped)} skipped")
     return 0
 
 
@@ -227,13 +191,6 @@ def _cmd_recon(args: argparse.Namespace) -> int:
     return 0
 
 
-def _read_csv(path: Path) -> list[dict[str, str]]:
-    import csv
-
-    with open(path, newline="") as f:
-        return list(csv.DictReader(f))
-
-
 def _cmd_models(args: argparse.Namespace) -> int:
     import torch
 
@@ -253,20 +210,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    import yaml
-
-    from fastdat.config import apply_overrides, from_dict
+    from fastdat.config import resolve
     from fastdat.training.config import TrainConfig
     from fastdat.training.loop import train
 
-    base = {}
-    if args.config:
-        base = yaml.safe_load(Path(args.config).read_text()) or {}
-        base = base.get("train", base)
     sets = list(args.set or [])
     if args.model:
         sets.append(f"model={args.model}")
-    cfg = from_dict(TrainConfig, apply_overrides(base, sets))
+    cfg = resolve(TrainConfig, file=args.config, sets=sets, section="train")
     device = _resolve_device(args.device)
     best = train(args.dataset, args.out, cfg, device, resume=args.resume)
     print(f"best checkpoint: {best}")
@@ -303,11 +254,11 @@ def _cmd_stats(args: argparse.Namespace) -> int:
 
 
 def _cmd_quantify(args: argparse.Namespace) -> int:
-    from fastdat.config import apply_overrides, from_dict
+    from fastdat.config import resolve
     from fastdat.quantification.quantify import quantify_images
     from fastdat.quantification.sbr import QuantConfig
 
-    cfg = from_dict(QuantConfig, apply_overrides({}, args.set), "quantify")
+    cfg = resolve(QuantConfig, file=args.config, sets=args.set, section="quantify")
     path, rows = quantify_images(args.input, args.out, cfg, args.normals)
     failed = [r for r in rows if r["status"] == "error"]
     ok = [r for r in rows if r["status"] == "ok"]
@@ -356,17 +307,20 @@ def _cmd_reader_study(args: argparse.Namespace) -> int:
     from fastdat import readerstudy as rs
 
     if args.rs_command == "create":
+        from fastdat.config import resolve
+
         readers = args.readers.split(",")
         if len(readers) == 1 and readers[0].isdigit():
             readers = [f"reader{i + 1}" for i in range(int(readers[0]))]
-        cfg = rs.StudyConfig(
-            cases=args.cases,
-            methods=tuple(m.strip() for m in args.methods.split(",") if m.strip()),
-            readers=tuple(readers),
-            repeat_share=args.repeat_share,
-            seed=args.seed,
-            cmap=args.cmap,
-        )
+        given = {
+            "cases": args.cases,
+            "methods": [m.strip() for m in args.methods.split(",") if m.strip()],
+            "readers": readers,
+            "repeat_share": args.repeat_share,
+            "seed": args.seed,
+            "cmap": args.cmap,
+        }
+        cfg = resolve(rs.StudyConfig, base=given)
         out = rs.create_study(args.eval, args.out, cfg, _resolve_device(args.device))
         n = f"{cfg.cases} cases x {len(cfg.methods)} methods, {len(readers)} readers"
         print(f"wrote {out}: {n}")
@@ -404,6 +358,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, help="base seed (same seed, same cohort)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes on CPU")
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.add_argument("--config", help="YAML file of simulation settings (over the preset)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     p.add_argument("--activity", help="user activity map (NIfTI) instead of drawn phantoms")
     p.add_argument("--mu-map", help="user attenuation map (NIfTI, 1/cm at 159 keV)")
@@ -458,6 +413,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--seed", type=int, help="split seed (default 0)")
     b.add_argument("--durations", help="image kinds to pair (default 5min,25min)")
     b.add_argument("--splits", help="reuse the splits.json of another dataset")
+    b.add_argument(
+        "--config", help="YAML file of dataset settings (its 'dataset' section if it has one)"
+    )
     b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config key")
     _add_recon_args(b, "--recon-seed")
     b.set_defaults(func=_cmd_dataset_build)
@@ -471,7 +429,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", required=True, help="dataset directory (fastdat dataset build)")
     p.add_argument("--model", help="registry name (fastdat models); default unet4")
     p.add_argument("--out", required=True, help="run directory")
-    p.add_argument("--config", help="YAML file with training settings")
+    p.add_argument(
+        "--config", help="YAML file of training settings (its 'train' section if it has one)"
+    )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a setting")
     p.add_argument("--resume", action="store_true", help="continue a killed run")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
@@ -521,6 +481,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="NIfTI file, DICOM file or series folder, or a folder of them")
     p.add_argument("--out", required=True, help="output folder (sbr.csv, VOI pictures)")
     p.add_argument("--normals", help="normal database JSON (a study's eval/quant/normals.json)")
+    p.add_argument(
+        "--config", help="YAML file of VOI settings (its 'quantify' section if it has one)"
+    )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override VOI settings")
     p.set_defaults(func=_cmd_quantify)
 

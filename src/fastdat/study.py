@@ -1,4 +1,4 @@
-"""The whole study in one call: simulate -> dataset -> train -> evaluate -> quantify -> report.
+"""The whole study in one call: simulate -> dataset -> train -> evaluate -> report.
 
 A study preset (``fastdat/presets/study/<name>.yaml``) has the keys:
 
@@ -15,16 +15,15 @@ A study preset (``fastdat/presets/study/<name>.yaml``) has the keys:
 Everything is resolved and validated before any work (:func:`resolve_study`) and written to
 ``DIR/study.yaml``; rerunning a study with a different resolved config is refused, naming the
 keys that differ. ``DIR`` holds ``sim/`` (the cohort), ``dataset/``, ``runs/<label>/``,
-``eval/`` (with ``report.html``, written once at the end; ``eval/quant/`` holds the SBR and
-grading analysis) and ``timings.json``. Every stage is skipped when its output is complete and
-resumed when it was interrupted, and says which it did.
+``eval/`` (image quality and, in ``eval/quant/``, the SBR and grading analysis of the same
+restored images; ``report.html``, written once at the end) and ``timings.json``. Every stage is
+skipped when its output is complete and resumed when it was interrupted, and says which it did.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +32,7 @@ from typing import Any
 import yaml
 
 from fastdat.config import apply_overrides, config_diff, from_dict, load_preset, provenance, to_dict
+from fastdat.io.atomic import write_json, write_yaml
 
 log = logging.getLogger(__name__)
 
@@ -73,9 +73,10 @@ def resolve_study(preset: str, sets: list[str] | None = None, seed: int | None =
         ValueError: An unknown key or invalid value (named), clashing network labels, or a
             cohort seed equal to the one a pretrained network was trained on.
     """
+    from fastdat.config import resolve
     from fastdat.data.dataset import DatasetConfig
     from fastdat.models.checkpoint import network_labels, read_sidecar, resolve_checkpoint
-    from fastdat.simulate.cohort import resolve_config
+    from fastdat.simulate.cohort import SimulationConfig
     from fastdat.training.config import TrainConfig
 
     spec = apply_overrides(load_preset("study", preset), sets)
@@ -89,11 +90,14 @@ def resolve_study(preset: str, sets: list[str] | None = None, seed: int | None =
     if bad:
         raise ValueError(f"unknown key(s) simulate.{bad[0]} (known: simulate.preset, simulate.set)")
     sim_sets = list(sim.get("set") or []) + ([f"cohort.seed={seed}"] if seed is not None else [])
-    simulation = resolve_config(load_preset("simulate", sim.get("preset", preset)), sim_sets)
-    dataset = from_dict(DatasetConfig, spec.get("dataset") or {}, "dataset")
-    from_dict(TrainConfig, spec.get("train") or {}, "train")  # checked even when unused
+    simulation = resolve(
+        SimulationConfig, preset=("simulate", sim.get("preset", preset)), sets=sim_sets
+    )
+    dataset = resolve(DatasetConfig, base=spec.get("dataset") or {}, section="dataset")
+    train_spec = spec.get("train") or {}
+    resolve(TrainConfig, base=train_spec, section="train")  # checked even when unused
     trained = {
-        m: from_dict(TrainConfig, {**(spec.get("train") or {}), "model": m}, "train")
+        m: resolve(TrainConfig, base={**train_spec, "model": m}, section="train")
         for m in spec.get("models") or []
     }
     pretrained = network_labels(list(spec.get("pretrained") or []))
@@ -107,7 +111,9 @@ def resolve_study(preset: str, sets: list[str] | None = None, seed: int | None =
             "nonneg": arch["nonneg"],
             "model_kwargs": {k: v for k, v in arch.items() if k not in ARCH_KEYS},
         }
-        trained[label] = from_dict(TrainConfig, {**start, **overrides}, f"finetune.{label}")
+        trained[label] = resolve(
+            TrainConfig, base={**start, **overrides}, section=f"finetune.{label}"
+        )
     clash = set(pretrained) & set(trained)
     if clash:
         raise ValueError(f"network label(s) {sorted(clash)} are both pretrained and trained")
@@ -151,9 +157,7 @@ def _check_or_record(out: Path, plan: StudyPlan) -> None:
         raise FileExistsError(f"{out} exists and is not a FastDaT study (no study.yaml)")
     out.mkdir(parents=True, exist_ok=True)
     doc = {"study": plan.resolved, "provenance": provenance()}
-    tmp = out / ".study.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    os.replace(tmp, path)
+    write_yaml(path, doc)
 
 
 def run_study(
@@ -176,7 +180,6 @@ def run_study(
     """
     from fastdat.data.dataset import build_dataset, sources_from_simulation
     from fastdat.evaluation.evaluate import evaluate
-    from fastdat.evaluation.quant_study import quantify_study
     from fastdat.evaluation.report import write_report
     from fastdat.simulate.cohort import simulate_cohort
     from fastdat.training.loop import is_finished, train
@@ -197,9 +200,7 @@ def run_study(
         t0 = time.perf_counter()
         result = fn()
         timings[name] = round(time.perf_counter() - t0 + earlier, 1)
-        tmp = out / ".timings.json.tmp"
-        tmp.write_text(json.dumps(timings, indent=1))
-        os.replace(tmp, timings_path)
+        write_json(timings_path, timings)
         log.info("stage %s: done in %.1f s", name, timings[name])
         return result
 
@@ -233,14 +234,10 @@ def run_study(
     stage(
         "evaluate",
         lambda: evaluate(out / "dataset", networks, ev, device, write_report=False),
-        done_before="evaluate" in timings and (ev / "grid.png").exists(),
+        done_before="evaluate" in timings and (ev / "quant" / "section.html").exists(),
     )
-    stage(
-        "quantify",
-        lambda: quantify_study(out / "sim", out / "dataset", ev, networks, device=device),
-        done_before="quantify" in timings and (ev / "quant" / "section.html").exists(),
-    )
-    report = write_report(ev, plan.note, ev / "quant", timings)
+    quant = ev / "quant" if (ev / "quant" / "section.html").exists() else None
+    report = write_report(ev, plan.note, quant, timings)
     log.info("report: %s", report)
     return report
 

@@ -3,7 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastdat.evaluation.evaluate import holm, statistics
+from fastdat.evaluation.evaluate import statistics
+from fastdat.stats import holm
 
 
 def test_holm_matches_statsmodels():

@@ -6,8 +6,9 @@ import json
 
 import numpy as np
 
-from fastdat.evaluation.evaluate import headline, write_csv
+from fastdat.evaluation.evaluate import headline
 from fastdat.evaluation.report import answer, write_report
+from fastdat.io.atomic import write_csv
 
 
 def _patients(gain_raw: float, gain_filter_sd: float, n: int, seed: int = 0):

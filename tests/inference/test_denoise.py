@@ -18,10 +18,10 @@ from pydicom.uid import generate_uid
 from fastdat.cli import main
 from fastdat.data.dicom import scan_folder
 from fastdat.data.localize import locate_striata
-from fastdat.evaluation.evaluate import predict
 from fastdat.inference import denoise, denoise_path, load_denoiser
 from fastdat.io.dicom import series_volume
 from fastdat.io.dicom_write import write_nm_volume
+from fastdat.methods import predict
 from fastdat.models import build_model
 from fastdat.models.checkpoint import PACKAGED
 from fastdat.simulate.cohort import resolve_config, simulate_cohort

@@ -123,7 +123,7 @@ def test_each_image_is_its_method_in_the_case_window(base_study, eval_dir):
     """Re-render every image independently from the dataset / the checkpoint: byte-identical,
     and one window per case ([0, 99.9th percentile of its 25-min crops]) for all methods."""
     from fastdat.data import load_crops
-    from fastdat.evaluation.evaluate import predict
+    from fastdat.methods import predict
     from fastdat.models import load_model
 
     cfg = yaml.safe_load((eval_dir / "config.yaml").read_text())
@@ -180,7 +180,7 @@ def test_reader_order_washout_for_any_size(n):
 def test_create_refuses_an_existing_study_and_unknown_method(eval_dir, base_study, tmp_path):
     with pytest.raises(FileExistsError):
         create_study(eval_dir, base_study, StudyConfig(cases=2, methods=("5min",)))
-    with pytest.raises(ValueError, match="unknown method 'unet9'.*models: unet1"):
+    with pytest.raises(ValueError, match="unknown method 'unet9'.*evaluated: .*unet1"):
         create_study(eval_dir, tmp_path / "s", StudyConfig(cases=2, methods=("5min", "unet9")))
     assert not (tmp_path / "s").exists()
 

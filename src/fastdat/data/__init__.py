@@ -1,5 +1,8 @@
-"""Datasets of striatal crops: build from simulated cohorts, NIfTI or DICOM; load for training."""
+"""Datasets of striatal crops: build from simulated cohorts, NIfTI, DICOM or projections; read.
 
-from fastdat.data.load import load_crops
+Later stages read a dataset through :func:`read_dataset` / :func:`load_crops` only.
+"""
 
-__all__ = ["load_crops"]
+from fastdat.data.load import Dataset, load_crops, read_dataset
+
+__all__ = ["Dataset", "load_crops", "read_dataset"]

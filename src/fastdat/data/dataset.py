@@ -13,17 +13,22 @@ Crops keep the images' own units (counts / s per voxel for simulated studies); t
 convention of :mod:`fastdat.metrics` normalizes pairs when they are scored. Slices and
 crop centres come from the image content (:func:`fastdat.data.localize.locate_striata` on the
 ``reference`` image), so the same builder serves real scans without labels.
+
+Every volume is read in RAS+ axes (:func:`fastdat.io.image.read_image`, :func:`load_nifti`): a
+crop's axis 1 runs from the subject's left to right and axis 2 from posterior to anterior,
+whatever order a NIfTI file or a DICOM series stores its voxels in, as ``fastdat denoise`` and
+``fastdat quantify`` read the same files.
 """
 
 from __future__ import annotations
 
 import csv
 import hashlib
-import json
 import logging
 import os
 import shutil
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +39,7 @@ from tqdm.auto import tqdm
 from fastdat.config import provenance, to_dict
 from fastdat.data.localize import locate_striata
 from fastdat.data.splits import SPLITS, split_patients
+from fastdat.io.atomic import write_csv, write_json, write_yaml
 
 log = logging.getLogger(__name__)
 
@@ -94,16 +100,26 @@ class StudySource:
 
 
 def load_nifti(path: str | Path) -> tuple[np.ndarray, float]:
-    """A 3D NIfTI volume (float32) and its isotropic voxel size; clear errors naming the file."""
-    from fastdat.io.nifti import read_volume
+    """A 3D NIfTI volume in RAS+ axes and its isotropic voxel size, for cutting crops.
 
-    data, affine = read_volume(path)
-    zooms = np.sqrt((affine[:3, :3] ** 2).sum(0))
-    if not np.allclose(zooms, zooms[0], rtol=1e-3):
-        raise ValueError(f"{path}: voxels must be isotropic, got {zooms} mm")
-    if not np.isfinite(data).all():
+    Read by :func:`fastdat.io.image.read_image`, so a file stored in any orientation (LPS, a
+    mirrored affine) gives the crops its RAS+ copy gives, as ``fastdat denoise`` and
+    ``fastdat quantify`` see it.
+
+    Returns:
+        ``(volume, voxel_mm)``: ``(X, Y, Z)`` float32 in the file's units, RAS+ axes; voxel (mm).
+
+    Raises:
+        FileNotFoundError, ValueError: Unreadable, not 3D, anisotropic voxels or non-finite
+            values; the message names the file.
+    """
+    from fastdat.io.image import read_image
+
+    image = read_image(path)
+    voxel = image.isotropic_mm(rtol=1e-3)
+    if not np.isfinite(image.data).all():
         raise ValueError(f"{path}: contains NaN or infinite values")
-    return data.astype(np.float32), float(zooms[0])
+    return image.data.astype(np.float32), voxel
 
 
 def sources_from_simulation(sim_dir: str | Path, kinds: tuple[str, ...]) -> list[StudySource]:
@@ -121,8 +137,8 @@ def sources_from_simulation(sim_dir: str | Path, kinds: tuple[str, ...]) -> list
             col = f"recon_{k}"
             if col not in r:
                 raise ValueError(f"{manifest}: no column {col!r} for duration {k!r}")
-            loaders[k] = _nifti_loader(sim_dir / r[col])
-        loaders["truth"] = _nifti_loader(sim_dir / r["truth"])
+            loaders[k] = partial(load_nifti, sim_dir / r[col])
+        loaders["truth"] = partial(load_nifti, sim_dir / r["truth"])
         grade = {
             s: (int(r[f"grade_{s}"]) if r.get(f"grade_{s}", "") != "" else None)
             for s in ("left", "right")
@@ -134,7 +150,7 @@ def sources_from_simulation(sim_dir: str | Path, kinds: tuple[str, ...]) -> list
                 loaders=loaders,
                 grade_left=grade["left"],
                 grade_right=grade["right"],
-                labels=_nifti_loader(sim_dir / r["labels"]),
+                labels=partial(load_nifti, sim_dir / r["labels"]),
                 origin=str(sim_dir / "studies" / r["study_id"]),
             )
         )
@@ -146,7 +162,8 @@ def sources_from_nifti(root: str | Path, kinds: tuple[str, ...]) -> list[StudySo
 
     CSV: columns ``study_id``, one per kind (``5min``, ``25min``, ...; paths relative to the CSV),
     optional ``patient_id`` (defaults to the study), ``grade_left``, ``grade_right``, ``truth``,
-    ``labels``. Folder: ``ROOT/<study_id>/<kind>.nii[.gz]`` for each kind.
+    ``labels``. Folder: ``ROOT/<study_id>/<kind>.nii[.gz]`` for each kind. The files may store
+    their voxels in any orientation: they are read in RAS+ axes (:func:`load_nifti`).
     """
     root = Path(root)
     if not root.exists():
@@ -174,7 +191,7 @@ def sources_from_nifti(root: str | Path, kinds: tuple[str, ...]) -> list[StudySo
             raise ValueError(f"{root}: no study folders (expected ROOT/<study>/<kind>.nii.gz)")
     out = []
     for r in rows:
-        loaders = {k: _nifti_loader(base / r[k]) for k in (*kinds, "truth") if r.get(k)}
+        loaders = {k: partial(load_nifti, base / r[k]) for k in (*kinds, "truth") if r.get(k)}
         grades = {
             s: int(r[f"grade_{s}"]) if r.get(f"grade_{s}") else None for s in ("left", "right")
         }
@@ -185,17 +202,13 @@ def sources_from_nifti(root: str | Path, kinds: tuple[str, ...]) -> list[StudySo
                 loaders=loaders,
                 grade_left=grades["left"],
                 grade_right=grades["right"],
-                labels=_nifti_loader(base / r["labels"]) if r.get("labels") else None,
+                labels=partial(load_nifti, base / r["labels"]) if r.get("labels") else None,
                 origin=str(base / r["study_id"])
                 if root.is_dir()
                 else f"{root} row {r['study_id']}",
             )
         )
     return out
-
-
-def _nifti_loader(path: Path):
-    return lambda: load_nifti(path)
 
 
 def _worse(src: StudySource) -> int | None:
@@ -319,10 +332,11 @@ def build_dataset(
     tmp.mkdir(parents=True)
     for kind, arrs in crops.items():
         np.save(tmp / f"crops_{kind}.npy", np.concatenate(arrs).astype(np.float32))
-    _write_csv(tmp / "index.csv", [{"crop_id": r.pop("crop_id"), **r} for r in index])
-    _write_csv(tmp / "studies.csv", studies)
-    (tmp / "splits.json").write_text(
-        json.dumps({"seed": cfg.seed, "proportions": list(cfg.split), "patients": splits}, indent=1)
+    write_csv(tmp / "index.csv", [{"crop_id": r.pop("crop_id"), **r} for r in index])
+    write_csv(tmp / "studies.csv", studies)
+    write_json(
+        tmp / "splits.json",
+        {"seed": cfg.seed, "proportions": list(cfg.split), "patients": splits},
     )
     fingerprint = hashlib.sha256()
     for kind in sorted(crops):
@@ -333,7 +347,7 @@ def build_dataset(
         "counts": _counts(index),
         "provenance": provenance(),
     }
-    (tmp / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    write_yaml(tmp / "config.yaml", doc)
     from fastdat.data.overview import overview
 
     overview(tmp, tmp / "overview.png")
@@ -349,14 +363,6 @@ def _counts(index: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
         rows = [r for r in index if r["split"] == s]
         out[s] = {"crops": len(rows), "patients": len({r["patient_id"] for r in rows})}
     return out
-
-
-def _write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    with open(path, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, restval="")
-        w.writeheader()
-        w.writerows(rows)
 
 
 def _cut_study(

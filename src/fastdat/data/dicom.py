@@ -8,7 +8,8 @@ the same study are paired by acquisition duration (:func:`fastdat.io.dicom.acqui
 Actual Frame Duration x views, Acquisition Duration, or minutes in the Series Description), or by a
 CSV the user supplies (``study_uid, series_uid, kind``). The series of the reference kind defines
 the geometry; the others are resampled onto it (trilinear) when their orientation matches and
-their fields of view overlap, and refused with the reason otherwise.
+their fields of view overlap, and refused with the reason otherwise. Series are read by
+:func:`fastdat.io.image.read_series`, in RAS+ axes like every other reader of images.
 """
 
 from __future__ import annotations
@@ -27,8 +28,8 @@ from fastdat.io.dicom import (
     Series,
     acquisition_duration_s,
     read_header,
-    series_volume,
 )
+from fastdat.io.image import Image, read_series
 
 log = logging.getLogger(__name__)
 
@@ -176,26 +177,29 @@ def _minutes(kind: str) -> float:
 
 
 def _loaders(members: dict[str, Series], reference: str) -> dict[str, Any]:
-    cache: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+    """Kind -> loader of ``(volume (X, Y, Z) float32 RAS+, voxel_mm)`` on the reference grid."""
+    cache: dict[str, Image] = {}
 
-    def volume(kind: str) -> tuple[np.ndarray, np.ndarray]:
+    def image(kind: str) -> Image:
         if kind not in cache:
-            cache[kind] = series_volume(members[kind])
+            cache[kind] = read_series(members[kind])
         return cache[kind]
 
     def load(kind: str):
         def fn() -> tuple[np.ndarray, float]:
             ref_kind = reference if reference in members else kind
-            ref_vol, ref_aff = volume(ref_kind)
-            vox = np.linalg.norm(ref_aff[:3, :3], axis=0)
-            if not np.allclose(vox, vox[0], rtol=1e-3):
-                raise DicomInputError(
-                    members[ref_kind].files[0], f"voxels are not isotropic ({vox} mm)"
-                )
+            ref = image(ref_kind)
+            vox = ref.isotropic_mm(rtol=1e-3)
             if kind == ref_kind:
-                return ref_vol, float(vox[0])
-            vol = _resampled(volume(kind), ref_aff, ref_vol.shape, members[kind].files[0])
-            return vol, float(vox[0])
+                return ref.data.astype(np.float32), vox
+            other = image(kind)
+            vol = _resampled(
+                (other.data.astype(np.float32), other.affine),
+                ref.affine,
+                ref.shape,
+                members[kind].files[0],
+            )
+            return vol, vox
 
         return fn
 

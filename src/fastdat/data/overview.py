@@ -1,10 +1,17 @@
-"""The PNG overview of a dataset: the middle crop of one study per grade, every image kind."""
+"""Overviews of a dataset: the PNG (the middle crop of one study per grade, every image kind) and
+the text summary printed after a build (crops and patients per split, studies left out)."""
 
 from __future__ import annotations
 
+import csv
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def overview(ds_dir: str | Path, path: str | Path, max_rows: int = 4) -> Path:
@@ -57,3 +64,41 @@ def _kind_order(kind: str) -> tuple[int, float]:
 def _worse_grade(row) -> float:
     vals = [v for v in row if v == v and v != ""]
     return float(max(vals)) if vals else np.nan
+
+
+def read_studies(ds_dir: str | Path) -> list[dict[str, str]]:
+    """The rows of a dataset's ``studies.csv`` (one per study found: status, reason, origin...)."""
+    with open(Path(ds_dir) / "studies.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@dataclass(frozen=True)
+class DatasetSummary:
+    """What a built dataset holds, for the summary ``fastdat dataset build`` prints.
+
+    Attributes:
+        counts: Per split (index), the number of ``crops`` and distinct ``patients``.
+        skipped: The ``studies.csv`` rows of studies left out (status other than ``ok``).
+        n_used: Studies cut into crops.
+    """
+
+    counts: pd.DataFrame
+    skipped: list[dict[str, str]]
+    n_used: int
+
+
+def summarize_dataset(ds_dir: str | Path, n_slices: int) -> DatasetSummary:
+    """Crops and patients per split, and the studies left out, of the dataset in ``ds_dir``.
+
+    Args:
+        ds_dir: Dataset directory.
+        n_slices: Slices (crops) per study (``DatasetConfig.n_slices``).
+    """
+    from fastdat.data.load import load_crops
+
+    _, index = load_crops(ds_dir, mmap=True)
+    counts = index.groupby("split").agg(
+        crops=("crop_id", "size"), patients=("patient_id", "nunique")
+    )
+    skipped = [r for r in read_studies(ds_dir) if r["status"] != "ok"]
+    return DatasetSummary(counts, skipped, len(index) // n_slices)

@@ -21,47 +21,25 @@ matches its total to the 25-min crop's; the same factor serves every method of t
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
-from fastdat.methods import filters as bl
-from fastdat.methods.catalog import (
-    FILTERS,
-    LONG,
-    RAW,
-    TRUTH,
-    choose_best,
-    convergence,
-    describe_network,
-    kind_of,
-)
+from fastdat.data.volumes import study_sources
+from fastdat.evaluation.sbr_study import analyse, study_rows, truth_values
+from fastdat.io.atomic import write_bytes, write_csv, write_json, write_yaml
+from fastdat.methods import LONG, RAW, TRUTH, Method, load_methods, tune_filters
+from fastdat.methods.catalog import choose_best, convergence, describe_network
+from fastdat.methods.filters import FILTERS
 from fastdat.metrics import psnr, ssim
+from fastdat.quantification.sbr import NoStriatumError, QuantConfig, quantify_volume
 from fastdat.stats import dunn, friedman, wilcoxon_holm
-from fastdat.stats import holm as holm  # re-exported: moved to stats
 
 log = logging.getLogger(__name__)
-
-
-@torch.no_grad()
-def predict(model, images: np.ndarray, device: torch.device | str = "cpu", batch: int = 64):
-    """Model output for ``(N, H, W)`` images, each scaled by its maximum as in training."""
-    device = torch.device(device)
-    model = model.to(device).eval()
-    out = []
-    for i in range(0, len(images), batch):
-        x = torch.from_numpy(np.ascontiguousarray(images[i : i + batch])).float()[:, None]
-        x = x.to(device)
-        m = x.amax(dim=(-2, -1), keepdim=True)
-        m = torch.where(m > 0, m, torch.ones_like(m))
-        out.append((model(x / m).float() * m)[:, 0].cpu().numpy())
-    return np.concatenate(out)
 
 
 def _scores(pred: np.ndarray, ref: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -100,8 +78,16 @@ def evaluate(
     baselines: tuple[str, ...] = FILTERS,
     note: str | None = None,
     write_report: bool = True,
+    quant: QuantConfig | None = None,
+    timings: dict[str, float] | None = None,
 ) -> Path:
     """Evaluate on the test split; returns the path of ``report.html`` (or ``out_dir``).
+
+    Filters are tuned and networks ranked on the validation split's crops. Every test study is
+    then restored once per method, as a whole volume (the crop column over all slices, when the
+    dataset's source still holds the studies' volumes) or as its crops: image quality scores the
+    crop slices of that restoration and, with whole volumes, the SBR half
+    (:mod:`fastdat.evaluation.sbr_study`) quantifies the same restoration.
 
     Args:
         dataset: Dataset folder.
@@ -111,47 +97,46 @@ def evaluate(
         device: Torch device of the networks.
         baselines: Filters to tune on the validation split.
         note: Shown on top of the report.
-        write_report: Write ``report.html`` (the study writes its own report at the end).
+        write_report: Write ``report.html``.
+        quant: VOI settings; the Southampton ``V_s`` defaults to the template's striatal volume.
+        timings: Stage wall times shown in the report (the study's).
     """
     import pandas as pd
 
-    from fastdat.data import load_crops
-    from fastdat.models import load_model
-    from fastdat.models.checkpoint import network_labels
+    from fastdat.data import read_dataset
 
-    dataset, out_dir = Path(dataset), Path(out_dir)
-    crops, index = load_crops(dataset)
+    ds = read_dataset(dataset)
+    crops, index = ds.crops, ds.index
     for kind in (RAW, LONG):
         if kind not in crops:
             raise ValueError(f"{dataset}: no {kind!r} crops")
-    test = index.index[index["split"] == "test"].to_numpy()
-    val = index.index[index["split"] == "val"].to_numpy()
+    test, val = ds.rows("test"), ds.rows("val")
     if len(test) == 0 or len(val) == 0:
         raise ValueError(f"{dataset}: evaluation needs 'val' (to tune filters) and 'test' splits")
-    networks = network_labels(runs)
-    clash = set(networks) & {RAW, LONG, TRUTH, *baselines}
-    if clash:
-        raise ValueError(f"network label(s) {sorted(clash)} clash with a raw or filter method")
+    out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _write_config(out_dir, dataset, networks, baselines, device)
     x_val, y_val = crops[RAW][val].astype(np.float64), crops[LONG][val].astype(np.float64)
-    tuned = {name: bl.tune(name, x_val, y_val) for name in baselines}
+    tuned = tune_filters(baselines, x_val, y_val)
+    methods = load_methods(runs, tuned, device, references=())
+    networks = {m.name: m.checkpoint for m in methods if m.kind == "network"}
+    _write_config(out_dir, Path(dataset), networks, baselines, device)
     write_json(out_dir / "baselines.json", tuned)
-    nets = {label: load_model(stem, device=device) for label, stem in networks.items()}
 
-    val_preds = {RAW: x_val}
-    x, y = crops[RAW][test].astype(np.float64), crops[LONG][test].astype(np.float64)
-    preds: dict[str, np.ndarray] = {RAW: x}
-    for name in baselines:
-        val_preds[name] = bl.apply(name, x_val, tuned[name]["params"])
-        preds[name] = bl.apply(name, x, tuned[name]["params"])
-    for label, net in nets.items():
-        val_preds[label] = predict(net, x_val, device).astype(np.float64)
-        preds[label] = predict(net, x, device).astype(np.float64)
-    fingerprint = _fingerprint(dataset)
-    info = {lab: describe_network(lab, stem, fingerprint) for lab, stem in networks.items()}
-    validation = _validation(val_preds, y_val, networks, info)
+    val_preds = {m.name: m.apply(x_val) for m in methods}
+    info = {
+        m.name: describe_network(m.name, m.checkpoint, ds.fingerprint)
+        for m in methods
+        if m.kind == "network"
+    }
+    validation = _validation(methods, val_preds, y_val, info)
     write_csv(out_dir / "validation.csv", validation)
+    best = {
+        "network": choose_best(validation, "network"),
+        "filter": choose_best(validation, "filter"),
+    }
+
+    preds, sbr = _restore_test(ds, methods, device, quant)
+    y = crops[LONG][test].astype(np.float64)
     truth = crops["truth"][test].astype(np.float64) if "truth" in crops else None
     if truth is not None:
         k = y.sum(axis=(1, 2)) / np.maximum(truth.sum(axis=(1, 2)), 1e-12)
@@ -173,18 +158,14 @@ def evaluate(
     write_csv(out_dir / "metrics.csv", rows)
     patients = patient_means(pd.DataFrame(rows))
     write_csv(out_dir / "patients.csv", patients.to_dict("records"))
-    summary = _summary(rows, networks, patients)
-    write_csv(out_dir / "summary.csv", summary)
+    kinds = {m.name: m.kind for m in methods} | {LONG: "reference"}
+    write_csv(out_dir / "summary.csv", _summary(rows, kinds, patients))
     stats_doc = {
         "psnr": statistics(table_psnr),
         "ssim": statistics(table_ssim),
         "patient_level": patient_statistics(patients),
     }
     write_json(out_dir / "stats.json", stats_doc)
-    best = {
-        "network": choose_best(validation, "network"),
-        "filter": choose_best(validation, "filter"),
-    }
     write_json(
         out_dir / "headline.json",
         {
@@ -196,36 +177,110 @@ def evaluate(
     )
     write_json(out_dir / "networks.json", info)
     from fastdat.evaluation.figures import grid_figure, points_boxplot_figure
-    from fastdat.evaluation.report import save_bytes
-    from fastdat.evaluation.report import write_report as write_page
 
     per_patient = {
         m: (g["psnr"].to_numpy(), g["ssim"].to_numpy())
         for m, g in patients[patients["method"] != LONG].groupby("method", sort=False)
     }
-    save_bytes(out_dir / "boxplots.png", points_boxplot_figure(per_patient))
+    write_bytes(out_dir / "boxplots.png", points_boxplot_figure(per_patient))
     shown = [m for m in (RAW, best["filter"], best["network"], LONG) if m]
     shown += [m for m in networks if m not in shown][:2]
-    save_bytes(out_dir / "grid.png", grid_figure({**preds, LONG: y}, truth, test_index, shown))
-    return write_page(out_dir, note=note) if write_report else out_dir
+    write_bytes(out_dir / "grid.png", grid_figure({**preds, LONG: y}, truth, test_index, shown))
+    quant_dir = None
+    if sbr is not None:
+        quant_dir = out_dir / "quant"
+        names = [m.name for m in methods] + [LONG]
+        analyse(sbr["rows"], names, best, quant_dir, sbr["cfg"], sbr["failures"])
+    if not write_report:
+        return out_dir
+    from fastdat.evaluation.report import write_report as write_page
+
+    return write_page(out_dir, note, quant_dir, timings)
 
 
-def _fingerprint(dataset: Path) -> str | None:
-    import yaml
+def _restore_test(ds, methods: list[Method], device, quant: QuantConfig | None):
+    """Every method's image of every test crop, each study restored once; and the SBR rows.
 
-    doc = yaml.safe_load((dataset / "config.yaml").read_text()) or {}
-    return doc.get("fingerprint")
+    Returns:
+        ``(preds, sbr)``: method -> float64 ``(n_test, crop, crop)`` in the test rows' order, and
+        ``{"rows", "failures", "cfg"}`` of the SBR half (``None`` without whole volumes).
+    """
+    test = ds.rows("test")
+    test_index = ds.index.loc[test]
+    try:
+        sources = study_sources(ds, (RAW, LONG))
+    except ValueError as err:
+        log.info("image quality from the crops only, no SBR: %s", err)
+        sources = None
+    preds = {m.name: np.zeros((len(test), ds.crop, ds.crop)) for m in methods}
+    if sources is None:
+        for m in methods:
+            preds[m.name] = m.apply(ds.crops[m.input_kind][test])
+        return preds, None
+    cfg = quant or _default_quant(ds)
+    size = ds.crop
+    test_studies = test_index["study_id"].to_numpy()
+    test_slices = test_index["slice"].to_numpy(int)
+    rows: list[dict[str, Any]] = []
+    failures: list[dict[str, Any]] = []
+    for src in tqdm(sources, desc="evaluate", unit="study"):
+        st = ds.studies.loc[src.study_id]
+        split = ds.split_of_study.get(src.study_id, "")
+        i0, j0 = int(st["corner_i"]), int(st["corner_j"])
+        vols = {k: src.loaders[k]() for k in (RAW, LONG)}
+        vox = float(vols[LONG][1])
+        key = (src, split, vox, cfg)
+        if split == "test":
+            truth, _ = src.loaders[TRUTH]()
+            labels, _ = src.labels()
+            rows += _sbr_rows(key, TRUTH, None, failures, truth_values(truth, labels))
+            where = np.flatnonzero(test_studies == src.study_id)
+            for m in methods:
+                slab = m.apply_volume(_slab(vols[m.input_kind][0], i0, j0, size))
+                preds[m.name][where] = np.moveaxis(slab[:, :, test_slices[where]], -1, 0)
+                rows += _sbr_rows(key, m.name, slab, failures)
+        rows += _sbr_rows(key, LONG, _slab(vols[LONG][0], i0, j0, size), failures)
+    return preds, {"rows": rows, "failures": failures, "cfg": cfg}
 
 
-def _validation(val_preds, y_val, networks, info) -> list[dict[str, Any]]:
+def _sbr_rows(key, method: str, slab, failures: list, values: dict | None = None) -> list:
+    """:func:`~fastdat.evaluation.sbr_study.study_rows` of one image (quantified unless
+    ``values`` are given); an image without a recognisable striatum is logged in ``failures``."""
+    src, split, vox, cfg = key
+    if values is None:
+        try:
+            values, _ = quantify_volume(slab, vox, cfg)
+        except NoStriatumError as err:
+            failures.append({"study_id": src.study_id, "method": method, "reason": str(err)})
+            values = {}
+    grades = {"left": src.grade_left, "right": src.grade_right}
+    return study_rows(src.study_id, split, grades, method, values)
+
+
+def _slab(volume: np.ndarray, i0: int, j0: int, size: int) -> np.ndarray:
+    """The crop column ``(size, size, Z)`` of a volume ``(X, Y, Z)``, float64."""
+    return np.ascontiguousarray(volume[i0 : i0 + size, j0 : j0 + size, :], dtype=np.float64)
+
+
+def _default_quant(ds) -> QuantConfig:
+    """VOI settings with the Southampton ``V_s`` of the template on the dataset's grid."""
+    from fastdat.anatomy.template import template_phantom
+
+    vox = float(ds.studies["voxel_mm"].iloc[0])
+    shape = tuple(int(v) for v in str(ds.studies["shape"].iloc[0]).split("x"))
+    tpl = template_phantom(shape, vox, 0.0).labels
+    return QuantConfig(striatal_volume_ml=float(np.isin(tpl, (1, 3, 5)).sum()) * vox**3 / 1e3)
+
+
+def _validation(methods, val_preds, y_val, info) -> list[dict[str, Any]]:
     """Mean validation PSNR / SSIM against 25-min per method, kind and convergence."""
     out = []
-    for name, pred in val_preds.items():
-        p, s = _scores(pred, y_val)
+    for m in methods:
+        p, s = _scores(val_preds[m.name], y_val)
         out.append(
             {
-                "method": name,
-                "kind": kind_of(name, networks),
+                "method": m.name,
+                "kind": m.kind,
                 "val_psnr": float(p.mean()),
                 "val_ssim": float(s.mean()),
                 "converged": True,
@@ -297,8 +352,6 @@ def headline(patients, best: dict[str, str | None]) -> list[dict[str, Any]]:
 
 def _write_config(out_dir: Path, dataset: Path, networks, baselines, device) -> None:
     """``EVAL/config.yaml``: what was evaluated (absolute paths) and who evaluated it."""
-    import yaml
-
     from fastdat.config import provenance
 
     doc = {
@@ -307,9 +360,7 @@ def _write_config(out_dir: Path, dataset: Path, networks, baselines, device) -> 
         "baselines": list(baselines),
         "provenance": provenance(device=str(device)),
     }
-    tmp = out_dir / ".config.yaml.tmp"
-    tmp.write_text(yaml.safe_dump(doc, sort_keys=False))
-    os.replace(tmp, out_dir / "config.yaml")
+    write_yaml(out_dir / "config.yaml", doc)
 
 
 def _rows(method, test_index, p, s, pt, st) -> list[dict[str, Any]]:
@@ -337,9 +388,7 @@ def _rows(method, test_index, p, s, pt, st) -> list[dict[str, Any]]:
     return out
 
 
-def _summary(
-    rows: list[dict[str, Any]], networks: dict[str, Any], patients
-) -> list[dict[str, Any]]:
+def _summary(rows: list[dict[str, Any]], kinds: dict[str, str], patients) -> list[dict[str, Any]]:
     """Per method: crop-level mean / SD (``psnr_mean``, ``psnr_sd``) and patient-level mean / SD
     of the patients' means (``psnr_pmean``, ``psnr_psd``)."""
     out = []
@@ -347,7 +396,7 @@ def _summary(
         sel = [r for r in rows if r["method"] == method]
         rec: dict[str, Any] = {
             "method": method,
-            "kind": kind_of(method, networks),
+            "kind": kinds[method],
             "n": len(sel),
             "n_patients": len({r["patient_id"] for r in sel}),
         }
@@ -361,21 +410,3 @@ def _summary(
                 rec[f"{key}_psd"] = float(pv.std(ddof=1)) if pv.size > 1 else 0.0
         out.append(rec)
     return out
-
-
-def write_csv(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Rows as CSV (union of their keys as columns), written atomically."""
-    fields = list(dict.fromkeys(k for r in rows for k in r))
-    tmp = path.with_name(f".{path.name}.tmp")
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=fields, restval="")
-        w.writeheader()
-        w.writerows(rows)
-    os.replace(tmp, path)
-
-
-def write_json(path: Path, doc: Any) -> None:
-    """``doc`` as indented JSON, written atomically."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, path)

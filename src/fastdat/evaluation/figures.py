@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from fastdat.methods.catalog import LONG, RAW, TRUTH
+from fastdat.methods import LONG, RAW, TRUTH
 
 DPI = 100
 MAX_COLUMNS = 7

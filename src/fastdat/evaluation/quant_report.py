@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import base64
 import html
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fastdat.methods.catalog import LONG, TRUTH
+from fastdat.io.atomic import write_bytes, write_text
+from fastdat.methods import LONG, TRUTH
 
 GRADE_COLOURS = ("tab:green", "tab:olive", "tab:orange", "tab:red")
 
@@ -102,7 +102,7 @@ def write_section(out, table, agreement, grading, normals, cfg, keys, failures, 
     """Write the figures and ``section.html`` into ``out``; returns the section's path.
 
     ``keys``: label -> method of the methods the section leads with (raw 5-min and the best
-    filter and network, chosen on validation); ``head``: :func:`.quant_study.sbr_headline`.
+    filter and network, chosen on validation); ``head``: :func:`.sbr_study.sbr_headline`.
     """
     import pandas as pd
 
@@ -116,9 +116,7 @@ def write_section(out, table, agreement, grading, normals, cfg, keys, failures, 
         "by_grade": by_grade_figure(table, [*methods, TRUTH]),
     }
     for name, data in figs.items():
-        tmp = out / f".{name}.png.tmp"
-        tmp.write_bytes(data)
-        os.replace(tmp, out / f"{name}.png")
+        write_bytes(out / f"{name}.png", data)
     b64 = {k: base64.b64encode(v).decode() for k, v in figs.items()}
     ag = pd.DataFrame(agreement)
 
@@ -213,11 +211,7 @@ count patients (each patient's two striata averaged).</p>{small}{fail}
 <h3>Putamen SBR by grade (every test striatum)</h3>
 <img src="data:image/png;base64,{b64["by_grade"]}" style="max-width:100%">
 <h3>Automated grading</h3>{grading_html}"""
-    path = out / "section.html"
-    tmp = out / ".section.html.tmp"
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
+    return write_text(out / "section.html", text)
 
 
 def _grading_html(grading, normals, kap_rows: str) -> str:

@@ -11,11 +11,12 @@ from __future__ import annotations
 import base64
 import html
 import json
-import os
 from pathlib import Path
 from typing import Any
 
-from fastdat.methods.catalog import FILTERS, LONG, RAW
+from fastdat.io.atomic import write_bytes
+from fastdat.methods import LONG, RAW
+from fastdat.methods.filters import FILTERS
 
 PAPER = {  # Aoki et al., Jpn J Radiol 2025 (abstract); raw 5-min values implied by the gains
     "raw 5-min": ("~30.9", "~0.71"),
@@ -39,15 +40,6 @@ Wilcoxon signed-rank test. With fewer than 6 patients no paired test can reach p
 <li><b>Best</b> network and filter: chosen on the validation split (never on the test split);
 networks that did not converge are marked and not ranked.</li>
 </ul>"""
-
-
-def save_bytes(path: str | Path, data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically (a hidden temporary name, then a rename)."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
-    return path
 
 
 def _read(path: Path) -> Any:
@@ -333,7 +325,7 @@ left}}.answer{{font-size:1.15em;background:#eef6ee;padding:8px}}</style></head><
 <code>stats.json</code>, <code>headline.json</code>.</p>
 </body></html>"""
     target = Path(out) if out else eval_dir
-    return save_bytes(target / "report.html", page.encode())
+    return write_bytes(target / "report.html", page.encode())
 
 
 def timings_section(timings: dict[str, float]) -> str:
@@ -349,4 +341,4 @@ def timings_section(timings: dict[str, float]) -> str:
     )
 
 
-__all__ = ["FILTERS", "PAPER", "answer", "save_bytes", "timings_section", "write_report"]
+__all__ = ["FILTERS", "PAPER", "answer", "timings_section", "write_report"]

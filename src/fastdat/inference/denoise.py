@@ -3,7 +3,7 @@ are :mod:`fastdat.inference.files`).
 
 Inference repeats what training saw. Every transaxial slice ``volume[:, :, k]`` (RAS axes, x
 right, y anterior) goes through the 2D network divided by its own maximum and is multiplied back,
-as :func:`fastdat.evaluation.evaluate.predict` treats a 64 x 64 striatal crop; sides are padded
+as :func:`fastdat.methods.predict` treats a 64 x 64 striatal crop; sides are padded
 (edge values) to the network's multiple and cropped back, all-zero slices stay zero and the output
 is clamped at zero (activity is non-negative).
 
@@ -58,6 +58,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from fastdat.methods import predict_tensor
 from fastdat.models.registry import ImageToImage
 
 log = logging.getLogger(__name__)
@@ -105,21 +106,11 @@ def _pad(x: torch.Tensor, multiple: int, before=(0, 0), minimum: int = 1) -> tor
     return x
 
 
-def _scaled(net: ImageToImage, x: torch.Tensor, batch: int) -> torch.Tensor:
-    """Network output of images ``(B, 1, H, W)``, each divided by its own maximum first."""
-    out = []
-    for xb in x.split(batch):
-        m = xb.amax(dim=(-2, -1), keepdim=True)
-        y = net(xb / torch.where(m > 0, m, torch.ones_like(m))) * m
-        out.append(torch.where(m > 0, y, torch.zeros_like(y)))
-    return torch.cat(out)
-
-
 def _slices(net: ImageToImage, x: torch.Tensor, batch: int, phase=(0, 0)) -> torch.Tensor:
     """Whole slices; ``phase``: the pixel that must fall on the network's down-sampling grid."""
     h, w = x.shape[-2:]
     before = (-phase[0] % net.multiple, -phase[1] % net.multiple)
-    out = _scaled(net, _pad(x, net.multiple, before), batch)
+    out = predict_tensor(net, _pad(x, net.multiple, before), batch)
     return out[..., before[0] : before[0] + h, before[1] : before[1] + w]
 
 
@@ -143,7 +134,7 @@ def _tiles(net: ImageToImage, x: torch.Tensor, batch: int) -> torch.Tensor:
         for j in _starts(wp):
             tile = _pad(xp[..., i : i + TILE, j : j + TILE], net.multiple)
             acc[..., i : i + TILE, j : j + TILE] += (
-                _scaled(net, tile, batch)[..., :TILE, :TILE] * win
+                predict_tensor(net, tile, batch)[..., :TILE, :TILE] * win
             )
             wsum[..., i : i + TILE, j : j + TILE] += win
     return (acc / wsum)[..., :h, :w]

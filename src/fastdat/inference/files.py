@@ -302,12 +302,17 @@ class _Job:
 
 
 def _one(item: _Item, out: Path, single: bool, job: _Job) -> tuple[Path, tuple[str, ...]]:
-    """Denoise one series or NIfTI file; returns its output path and warnings."""
+    """Denoise one series or NIfTI file; returns its output path and warnings.
+
+    The input is read in RAS+ axes (:mod:`fastdat.io.image`); a NIfTI output is written back in
+    the input's own storage order and affine, a DICOM one on the source series' grid.
+    """
     import nibabel as nib
 
     import fastdat
-    from fastdat.io.dicom import quiet_pydicom, series_volume
+    from fastdat.io.dicom import quiet_pydicom
     from fastdat.io.dicom_write import write_derived_series
+    from fastdat.io.image import read_image, read_series
 
     name, obj = item.name, item.obj
     nifti = isinstance(obj, Path)
@@ -320,16 +325,8 @@ def _one(item: _Item, out: Path, single: bool, job: _Job) -> tuple[Path, tuple[s
     for path in (target, sidecar):
         if path.exists():
             raise FileExistsError(f"{path}: already exists; not overwritten")
-    if nifti:
-        from fastdat.io.nifti import read_volume
-
-        data, aff = read_volume(obj)
-        ornt = nib.orientations.io_orientation(aff)
-        vol = nib.orientations.apply_orientation(data, ornt)  # closest RAS
-        voxel = np.linalg.norm(aff[:3, :3], axis=0)[np.argsort(ornt[:, 0])]
-    else:
-        vol, aff = series_volume(obj)
-        voxel = np.linalg.norm(aff[:3, :3], axis=0)
+    image = read_image(obj) if nifti else read_series(obj)
+    vol, voxel = image.data, np.asarray(image.voxel_mm)
     if not np.isclose(voxel[0], voxel[1], rtol=1e-3):
         raise ValueError(f"{name}: in-plane voxels are not square ({voxel[:2]} mm)")
     result, info = denoise_volume(
@@ -342,8 +339,7 @@ def _one(item: _Item, out: Path, single: bool, job: _Job) -> tuple[Path, tuple[s
     )
     info["warnings"] = [*item.notes, *info["warnings"]]
     if nifti:
-        back = nib.orientations.ornt_transform(np.array([[0, 1], [1, 1], [2, 1]]), ornt)
-        img = nib.Nifti1Image(nib.orientations.apply_orientation(result, back), aff)
+        img = nib.Nifti1Image(image.to_native(result), image.native_affine)
         img.header["descrip"] = f"FastDaT {fastdat.__version__} denoised"[:79].encode()
         write_new(target, lambda p: nib.save(img, p))
     else:
@@ -352,7 +348,12 @@ def _one(item: _Item, out: Path, single: bool, job: _Job) -> tuple[Path, tuple[s
         def write(p: Path) -> None:
             with quiet_pydicom(p):
                 write_derived_series(
-                    result, aff, obj, p, derivation=desc, software_version=fastdat.__version__
+                    result,
+                    image.affine,
+                    obj,
+                    p,
+                    derivation=desc,
+                    software_version=fastdat.__version__,
                 )
 
         write_new(target, write)

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import json
 import errno
+import json
 import os
 import tempfile
 from pathlib import Path

@@ -1,4 +1,10 @@
-"""Reading NIfTI volumes with errors that name the file."""
+"""Raw NIfTI volumes, as stored, with errors that name the file.
+
+Reconstructed images are read with :func:`fastdat.io.image.read_image`, which builds on
+:func:`read_volume` and reorients to RAS+. :func:`read_volume` itself keeps the array in the
+file's own storage order, for maps whose array is used together with their affine as they are
+(the mu maps of :mod:`fastdat.tomo.files`, the user maps of :mod:`fastdat.simulate.user_maps`).
+"""
 
 from __future__ import annotations
 
@@ -8,11 +14,20 @@ import numpy as np
 
 
 def read_volume(path: str | Path, what: str = "") -> tuple[np.ndarray, np.ndarray]:
-    """A 3D NIfTI volume (float64, singleton axes squeezed) and its voxel -> mm affine.
+    """A 3D NIfTI volume as stored (not reoriented) and its voxel -> mm affine.
 
     Args:
         path: The file.
         what: What the file should be (``"activity map"``), prefixed to error messages.
+
+    Returns:
+        ``(data, affine)``: ``(X, Y, Z)`` float64 values in the file's units (scaling applied,
+        singleton axes squeezed) in the file's storage order, and the ``(4, 4)`` voxel -> RAS+
+        mm affine.
+
+    Raises:
+        FileNotFoundError: The file does not exist.
+        ValueError: Not a readable NIfTI file, or not 3D; the message names the file.
     """
     import nibabel as nib
 

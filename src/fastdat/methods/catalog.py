@@ -1,7 +1,5 @@
-"""The methods an evaluation compares: what kind each is, where a network came from, which rank.
+"""Where a network came from, whether it converged and which method ranks best on validation.
 
-Kinds: ``raw`` (the 5-min image), ``filter`` (a post-filter tuned on the validation split),
-``network`` (a trained network) and ``reference`` (the 25-min image, and the truth where known).
 A network *converged* when it beats its own input on the validation split (mean PSNR against
 25-min above the raw 5-min image's) and, if it was trained by FastDaT's loop, did not stop at
 ``max_epochs`` with its best epoch the last one (still improving). Methods that did not converge
@@ -14,22 +12,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
-
-RAW, LONG, TRUTH = "5min", "25min", "truth"
-FILTERS = ("gaussian", "butterworth", "nlm")
-
-
-def kind_of(method: str, networks: dict[str, Any] | None = None) -> str:
-    """``raw``, ``filter``, ``network`` or ``reference`` for a method name."""
-    if method == RAW:
-        return "raw"
-    if method in (LONG, TRUTH):
-        return "reference"
-    if method in FILTERS:
-        return "filter"
-    if networks is None or method in networks:
-        return "network"
-    raise ValueError(f"unknown method {method!r}")
 
 
 def describe_network(label: str, stem: Path, dataset_fingerprint: str | None) -> dict[str, Any]:

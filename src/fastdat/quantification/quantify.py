@@ -1,7 +1,8 @@
 """``fastdat quantify``: SBRs (and grades) of a site's own reconstructed DaT SPECT images.
 
 Input: a NIfTI file, a DICOM file or series folder, or a folder holding several of them. Every
-image is reoriented to RAS (x to the subject's right, y anterior, z superior), quantified by
+image is read in RAS+ axes by :mod:`fastdat.io.image` (x from the subject's left to right, y
+anterior, z superior), as the dataset builder and ``fastdat denoise`` read it, quantified by
 :func:`fastdat.quantification.sbr.quantify_volume` and drawn with its VOIs for a visual check.
 
 ``OUT`` receives ``sbr.csv`` (one row per image: ``image, status, reason`` and every SBR; with a
@@ -20,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from fastdat.io.image import Image, is_nifti, read_image, read_series
 from fastdat.quantification.sbr import (
     OCCIPITAL,
     SIDES,
@@ -30,62 +32,46 @@ from fastdat.quantification.sbr import (
 
 log = logging.getLogger(__name__)
 
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
 
-
-def _is_nifti(path: Path) -> bool:
-    return path.name.lower().endswith(NIFTI_SUFFIXES)
-
-
-def load_nifti_ras(path: str | Path) -> tuple[np.ndarray, float]:
-    """A NIfTI volume reoriented to RAS and its isotropic voxel size (mm)."""
-    import nibabel as nib
-
-    from fastdat.io.nifti import read_volume
-
-    path = Path(path)
-    data, affine = read_volume(path)
-    ornt = nib.orientations.io_orientation(affine)
-    data = nib.orientations.apply_orientation(data, ornt)
-    zooms = np.sqrt((affine[:3, :3] ** 2).sum(0))
-    if not np.allclose(zooms, zooms[0], rtol=1e-2):
-        raise ValueError(f"{path}: voxels must be isotropic for the VOI template, got {zooms} mm")
-    return data, float(zooms[0])
+def _voi_input(image: Image) -> tuple[np.ndarray, float]:
+    """``(volume (X, Y, Z) RAS+, voxel_mm)`` of an image, whose voxels must be cubic for the VOI
+    template (1 % tolerance)."""
+    return image.data, image.isotropic_mm(rtol=1e-2, why="for the VOI template")
 
 
 def find_images(path: str | Path) -> tuple[list[tuple[str, Callable]], list[dict[str, str]]]:
-    """Images under ``path`` as ``(name, loader)`` with ``loader() -> (volume, voxel_mm)``, and
-    the files that were skipped with their reason (from the DICOM scan)."""
+    """The images under ``path`` and the files left out.
+
+    Args:
+        path: A NIfTI file, a DICOM file, or a folder searched for NIfTI files and DICOM series.
+
+    Returns:
+        ``(images, skipped)``: ``(name, loader)`` pairs, ``loader() -> (volume, voxel_mm)`` with
+        the volume ``(X, Y, Z)`` float64 in RAS+ axes (:func:`fastdat.io.image.read_image`) and
+        its isotropic voxel size (mm); and the files the DICOM scan left out (``file``,
+        ``reason``).
+    """
     from fastdat.data.dicom import scan_folder
-    from fastdat.io.dicom import series_volume
 
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found")
     images: list[tuple[str, Callable]] = []
     skipped: list[dict[str, str]] = []
-    if path.is_file() and _is_nifti(path):
-        return [(path.name, lambda p=path: load_nifti_ras(p))], skipped
+    if path.is_file() and is_nifti(path):
+        return [(path.name, lambda p=path: _voi_input(read_image(p)))], skipped
     niftis = (
-        sorted(p for p in path.rglob("*") if p.is_file() and _is_nifti(p)) if path.is_dir() else []
+        sorted(p for p in path.rglob("*") if p.is_file() and is_nifti(p)) if path.is_dir() else []
     )
-    images += [(str(p.relative_to(path)), lambda p=p: load_nifti_ras(p)) for p in niftis]
+    images += [(str(p.relative_to(path)), lambda p=p: _voi_input(read_image(p))) for p in niftis]
     series, skipped = scan_folder(path if path.is_dir() else path.parent)
     if path.is_file():
         series = [s for s in series if path.resolve() in {Path(f).resolve() for f in s.files}]
-
-    def load_series(s):
-        vol, aff = series_volume(s)
-        zooms = np.sqrt((aff[:3, :3] ** 2).sum(0))
-        if not np.allclose(zooms, zooms[0], rtol=1e-2):
-            raise ValueError(f"{s.files[0]}: voxels must be isotropic, got {zooms} mm")
-        return vol, float(zooms[0])
-
     for s in series:
         folder = Path(s.files[0]).parent.name
         name = f"{folder}/{s.series_uid}" if len(series) > 1 else folder
-        images.append((name, lambda s=s: load_series(s)))
-    skipped = [r for r in skipped if not _is_nifti(Path(r["file"]))]
+        images.append((name, lambda s=s: _voi_input(read_series(s))))
+    skipped = [r for r in skipped if not is_nifti(Path(r["file"]))]
     if not images:
         raise ValueError(f"{path}: no NIfTI image or NM DICOM series found")
     return images, skipped
@@ -114,7 +100,7 @@ def quantify_images(
     import yaml
 
     from fastdat.config import provenance
-    from fastdat.evaluation.evaluate import write_csv
+    from fastdat.io.atomic import write_csv
     from fastdat.quantification.grading import GradingRule, NormalDatabase
 
     cfg = cfg or QuantConfig()

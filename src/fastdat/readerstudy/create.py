@@ -156,37 +156,37 @@ def reader_order(
 
 
 def method_images(
-    method: str, eval_dir: Path, eval_cfg: dict[str, Any], crops: dict, rows: np.ndarray, device
+    method: str, evaluated: dict[str, Any], crops: dict, rows: np.ndarray
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Images of one method for the crop rows ``rows``, and where they came from.
+
+    Args:
+        method: A method the evaluation compared (one of ``evaluated``) or an image kind of the
+            dataset (``5min``, ``25min``).
+        evaluated: Name -> :class:`~fastdat.methods.Method` of the evaluation
+            (:func:`fastdat.methods.from_evaluation`: its tuned filters and its networks).
+        crops: The dataset's crops (kind -> ``(N, X, Y)``).
+        rows: Crop rows to return.
 
     Returns:
         ``(images (len(rows), X, Y) float64, source description)``.
     """
-    from fastdat.methods import filters as bl
+    from fastdat.methods import Method
 
-    x5 = np.asarray(crops["5min"][rows], dtype=np.float64)
     if method in crops:
-        return np.asarray(crops[method][rows], dtype=np.float64), {"kind": "crops"}
-    if method in bl.FILTERS:
-        path = eval_dir / "baselines.json"
-        if not path.exists():
-            raise FileNotFoundError(f"{path}: needed for the tuned {method!r} filter")
-        params = json.loads(path.read_text())[method]["params"]
-        return bl.apply(method, x5, params), {"kind": "filter", "params": params}
-    from fastdat.evaluation.evaluate import predict
-    from fastdat.models import load_model
-
-    networks = eval_cfg.get("networks") or {}
-    known = list(networks)
-    if method in networks:
-        model = load_model(networks[method], device=device)
-        pred = predict(model, x5, device).astype(np.float64)
-        return pred, {"kind": "model", "checkpoint": str(networks[method])}
-    raise ValueError(
-        f"reader study: unknown method {method!r} (crops: {', '.join(sorted(crops))}; models: "
-        f"{', '.join(known) or 'none'}; filters: {', '.join(bl.FILTERS)})"
-    )
+        m = Method(method, "raw" if method == "5min" else "reference", input_kind=method)
+    elif method in evaluated:
+        m = evaluated[method]
+    else:
+        raise ValueError(
+            f"reader study: unknown method {method!r} (crops: {', '.join(sorted(crops))}; "
+            f"evaluated: {', '.join(evaluated)})"
+        )
+    images = m.apply(np.asarray(crops[m.input_kind][rows], dtype=np.float64))
+    source = {"crops": {"kind": "crops"}, "filter": {"kind": "filter", "params": m.params}}
+    if m.kind == "network":
+        return images, {"kind": "model", "checkpoint": str(m.checkpoint)}
+    return images, source["filter" if m.kind == "filter" else "crops"]
 
 
 def _eval_config(eval_dir: Path) -> dict[str, Any]:
@@ -246,10 +246,13 @@ def create_study(
         index[index["study_id"] == s].sort_values("slice_rank").index.to_numpy() for s in case_ids
     ]
     rows = np.concatenate(case_rows)
+    from fastdat.methods import from_evaluation
+
+    evaluated = {m.name: m for m in from_evaluation(eval_dir, device, references=())}
     sources, images_of = {}, {}
     for method in cfg.methods:
         log.info("reader study: images of %s", method)
-        imgs, sources[method] = method_images(method, eval_dir, eval_cfg, crops, rows, device)
+        imgs, sources[method] = method_images(method, evaluated, crops, rows)
         images_of[method] = np.split(imgs, np.cumsum([len(r) for r in case_rows])[:-1])
 
     tmp = out_dir.with_name(f".{out_dir.name}.tmp")

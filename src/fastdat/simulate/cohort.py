@@ -39,7 +39,7 @@ from fastdat.anatomy.phantom import (
     make_phantom,
     sample_subject,
 )
-from fastdat.config import config_diff, from_dict, provenance, to_dict
+from fastdat.config import config_diff, provenance, resolve, to_dict
 from fastdat.simulate.acquisition import (
     AcquisitionConfig,
     ReconConfig,
@@ -382,8 +382,18 @@ def simulate_cohort(
     return manifest
 
 
-def resolve_config(preset: dict[str, Any] | None = None, sets: list[str] | None = None):
-    """Build a :class:`SimulationConfig` from a preset dict and ``--set`` overrides."""
-    from fastdat.config import apply_overrides
+def resolve_config(
+    preset: dict[str, Any] | None = None, sets: list[str] | None = None
+) -> SimulationConfig:
+    """Build a :class:`SimulationConfig` from a preset dict and ``--set`` overrides.
 
-    return from_dict(SimulationConfig, apply_overrides(preset or {}, sets))
+    A thin call of :func:`fastdat.config.resolve` with ``preset`` as its base layer.
+
+    Args:
+        preset: Partial config (a loaded preset, or a cohort's resolved ``config``).
+        sets: ``key.sub=value`` overrides.
+
+    Raises:
+        ValueError: An unknown key or invalid value, named.
+    """
+    return resolve(SimulationConfig, base=preset, sets=sets)

@@ -3,14 +3,12 @@
 The realism check applies the paper's protocol to the simulated pairs: the 5 transaxial slices
 through the striatal maximum, cropped to 64 x 64 around the striata (here located from the truth
 labels), raw 5-min vs 25-min PSNR / SSIM with FastDaT's one image-quality convention; and the 25-min
-specific binding ratio per hemisphere with the label VOIs and the occipital reference.
+specific binding ratio per hemisphere with the label VOIs and the occipital reference. Volumes
+are read in RAS+ axes by :func:`fastdat.io.image.read_image`, as every other stage reads them.
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ import numpy as np
 import torch
 
 from fastdat.anatomy.labels import label_sbr
+from fastdat.io.atomic import write_csv, write_json
 from fastdat.metrics import psnr, ssim
 
 STRIATAL_LABELS = (1, 2, 3, 4, 5, 6)
@@ -55,9 +54,10 @@ def crops(volume: np.ndarray, slices: list[int], i0: int, j0: int, size: int = 6
 
 
 def _load(path: Path) -> np.ndarray:
-    import nibabel as nib
+    """A cohort volume ``(X, Y, Z)`` float64 in RAS+ axes (:func:`fastdat.io.image.read_image`)."""
+    from fastdat.io.image import read_image
 
-    return np.asarray(nib.load(path).dataobj)
+    return read_image(path).data
 
 
 def realism_report(out_dir: str | Path, rows: list[dict[str, Any]]) -> dict[str, Any]:
@@ -67,8 +67,8 @@ def realism_report(out_dir: str | Path, rows: list[dict[str, Any]]) -> dict[str,
     per_study = []
     for row in rows:
         labels = _load(out_dir / row["labels"])
-        r25 = _load(out_dir / row["recon_25min"]).astype(np.float64)
-        r5 = _load(out_dir / row["recon_5min"]).astype(np.float64)
+        r25 = _load(out_dir / row["recon_25min"])
+        r5 = _load(out_dir / row["recon_5min"])
         size = min(64, labels.shape[0], labels.shape[1])  # tiny test grids get smaller crops
         slices, i0, j0 = striatal_crop(labels, size=size)
         a = torch.from_numpy(crops(r5, slices, i0, j0, size))
@@ -83,16 +83,9 @@ def realism_report(out_dir: str | Path, rows: list[dict[str, Any]]) -> dict[str,
         sbr = label_sbr(r25, labels)
         rec.update({f"sbr25_{k}": sbr[k] for k in SBR_KEYS})
         per_study.append(rec)
-    tmp = out_dir / ".realism.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(per_study[0]))
-        w.writeheader()
-        w.writerows(per_study)
-    os.replace(tmp, out_dir / "realism.csv")
+    write_csv(out_dir / "realism.csv", per_study)
     summary = summarize(per_study)
-    tmp = out_dir / ".realism.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=1))
-    os.replace(tmp, out_dir / "realism.json")
+    write_json(out_dir / "realism.json", summary)
     return summary
 
 

@@ -6,11 +6,15 @@ affine; isotropic voxels (the projector's bins equal the voxels) with axes align
 values; activity non-negative with some positive voxel; mu non-negative in 1/cm at 159 keV (values
 above 1 /cm suggest 1/mm, Hounsfield units or a CT, which must be converted first). An optional
 label map in FastDaT's lookup table (:data:`fastdat.anatomy.phantom.LABELS`) is carried along.
+
+:func:`user_phantom` loads the maps a command was given and :func:`user_map_config` the grid they
+impose on the simulation config.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -79,3 +83,50 @@ def load_user_maps(
             raise ValueError(f"label map {labels}: labels must be integers 0-255")
         lab = lab_data.astype(np.uint8)
     return Phantom(act.astype(np.float32), mu.astype(np.float32), lab, aff)
+
+
+def user_phantom(
+    activity: str | Path | None,
+    mu_map: str | Path | None,
+    labels: str | Path | None = None,
+) -> Phantom | None:
+    """The phantom of a user's activity and mu maps, or ``None`` when neither is given.
+
+    Args:
+        activity: Activity map (NIfTI), or ``None``.
+        mu_map: Attenuation map (NIfTI, 1/cm at 159 keV), or ``None``.
+        labels: Optional label map (NIfTI).
+
+    Returns:
+        The validated :class:`Phantom` (:func:`load_user_maps`), or ``None`` for drawn phantoms.
+
+    Raises:
+        ValueError: When only one of the two maps is given, or a map is invalid (named).
+    """
+    if not (activity or mu_map):
+        return None
+    if not (activity and mu_map):
+        raise ValueError("--activity and --mu-map must be given together")
+    return load_user_maps(activity, mu_map, labels)
+
+
+def user_map_config(phantom: Phantom | None) -> dict[str, Any]:
+    """The partial simulation config a user phantom imposes: its grid and, by default, 1 study.
+
+    Meant as the ``base`` layer of :func:`fastdat.config.resolve` (above the preset, below a
+    config file and ``--set``, so ``--set cohort.n_studies=N`` asks for N noise realizations).
+
+    Args:
+        phantom: A phantom from :func:`user_phantom`, or ``None``.
+
+    Returns:
+        ``{"grid": {size, n_slices, voxel_mm}, "cohort": {"n_studies": 1}}``; ``{}`` for ``None``.
+    """
+    if phantom is None:
+        return {}
+    n, _, nz = phantom.activity.shape
+    voxel = float(abs(phantom.affine[0, 0]))
+    return {
+        "grid": {"size": int(n), "n_slices": int(nz), "voxel_mm": voxel},
+        "cohort": {"n_studies": 1},
+    }

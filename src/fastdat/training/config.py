@@ -1,4 +1,9 @@
-"""Training configuration: one frozen dataclass, YAML presets, ``--set`` overrides."""
+"""Training configuration: one frozen dataclass.
+
+Built from user input by :func:`fastdat.config.resolve` like every other config: defaults < a
+YAML file (``fastdat train --config``; its ``train`` section when it has one, so a study preset
+works) < ``--set key=value`` overrides; a study's networks by :func:`fastdat.study.resolve_study`.
+"""
 
 from __future__ import annotations
 

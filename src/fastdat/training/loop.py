@@ -13,7 +13,6 @@ its share of each batch and gradients are averaged by DistributedDataParallel; r
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import math
@@ -29,6 +28,8 @@ import yaml
 from tqdm.auto import tqdm
 
 from fastdat.config import provenance, to_dict
+from fastdat.io.atomic import replace_file, write_csv, write_json
+from fastdat.methods import image_scale
 from fastdat.metrics import psnr, ssim
 from fastdat.models import build_model, save_model
 from fastdat.training.config import TrainConfig
@@ -42,9 +43,10 @@ class TrainingDiverged(RuntimeError):
 
 def load_split_tensors(ds_dir: Path, cfg: TrainConfig, device: torch.device):
     """``{split: (input, target)}`` tensors ``(N, 1, H, W)`` on ``device`` and the fingerprint."""
-    from fastdat.data import load_crops
+    from fastdat.data import read_dataset
 
-    crops, index = load_crops(ds_dir)
+    ds = read_dataset(ds_dir)
+    crops, index = ds.crops, ds.index
     for kind in (cfg.input_kind, cfg.target_kind):
         if kind not in crops:
             raise ValueError(f"{ds_dir}: no {kind!r} crops (has {', '.join(crops)})")
@@ -56,14 +58,7 @@ def load_split_tensors(ds_dir: Path, cfg: TrainConfig, device: torch.device):
         x = torch.from_numpy(np.ascontiguousarray(crops[cfg.input_kind][rows]))[:, None]
         y = torch.from_numpy(np.ascontiguousarray(crops[cfg.target_kind][rows]))[:, None]
         out[split] = (x.float().to(device), y.float().to(device))
-    meta = yaml.safe_load((ds_dir / "config.yaml").read_text()) or {}
-    return out, meta.get("fingerprint", "unknown")
-
-
-def _scale(x: torch.Tensor) -> torch.Tensor:
-    """Per-image scale: the input crop's maximum (1 where it is 0)."""
-    m = x.amax(dim=(-2, -1), keepdim=True)
-    return torch.where(m > 0, m, torch.ones_like(m))
+    return out, ds.fingerprint or "unknown"
 
 
 def loss_fn(name: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -108,7 +103,7 @@ def evaluate_split(model, x, y, cfg: TrainConfig, batch: int = 64) -> dict[str, 
     losses, ps, ss = [], [], []
     for i in range(0, x.shape[0], batch):
         xb, yb = x[i : i + batch], y[i : i + batch]
-        s = _scale(xb)
+        s = image_scale(xb)
         pred = model(xb / s)
         losses.append(float(loss_fn(cfg.loss, pred.float(), yb / s)) * xb.shape[0])
         out = (pred.float() * s)[:, 0].double()
@@ -134,13 +129,8 @@ def _save_state(run: Path, model, opt, state: dict[str, Any], cfg_doc: dict) -> 
         for k, v in st.items()
         if torch.is_tensor(v)
     }
-    tmp = run / ".last_optim.safetensors.tmp"
-    save_file(tensors, tmp)
-    os.replace(tmp, run / "last_optim.safetensors")
-    doc = {**state, "param_groups": sd["param_groups"]}
-    tmp = run / ".state.json.tmp"
-    tmp.write_text(json.dumps(doc, indent=1))
-    os.replace(tmp, run / "state.json")
+    replace_file(run / "last_optim.safetensors", lambda tmp: save_file(tensors, tmp))
+    write_json(run / "state.json", {**state, "param_groups": sd["param_groups"]})
 
 
 def _load_state(run: Path, model, opt, device) -> dict[str, Any]:
@@ -161,12 +151,7 @@ def _load_state(run: Path, model, opt, device) -> dict[str, Any]:
 
 
 def _write_history(run: Path, history: list[dict[str, float]]) -> None:
-    tmp = run / ".history.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(history[0]))
-        w.writeheader()
-        w.writerows(history)
-    os.replace(tmp, run / "history.csv")
+    write_csv(run / "history.csv", history)
     import matplotlib
 
     matplotlib.use("Agg")
@@ -183,9 +168,8 @@ def _write_history(run: Path, history: list[dict[str, float]]) -> None:
     ax[1].set_xlabel("epoch")
     ax[1].set_ylabel("validation PSNR vs target (dB)")
     fig.tight_layout()
-    fig.savefig(run / ".curves.tmp.png", dpi=100)
+    replace_file(run / "curves.png", lambda tmp: fig.savefig(tmp, dpi=100))
     plt.close(fig)
-    os.replace(run / ".curves.tmp.png", run / "curves.png")
 
 
 def _distributed() -> tuple[int, int]:
@@ -286,7 +270,7 @@ def train(
                 continue
             xb, yb = x_train[idx], y_train[idx]
             xb, yb = _augment(xb, yb, gen, cfg)
-            s = _scale(xb)
+            s = image_scale(xb)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
                 pred = net(xb / s)
             loss = loss_fn(cfg.loss, pred.float(), yb / s)

@@ -1,42 +1,40 @@
-"""Quantification in the study: do restored 5-min images keep the SBRs and grades clinicians use?
+"""The evaluation's SBR half: do restored 5-min images keep the SBRs and grades clinicians use?
 
-For every study of a simulated cohort, the quantification volume is the dataset's in-plane crop
-(``crop x crop`` around the striata, as the models were trained) over *all* axial slices, so
-that the Southampton VOI holds the whole striatum and the occipital reference is in view. On the
-test subjects every method restores that volume slice by slice (raw 5-min, the tuned filters,
-each model, and the 25-min image); :func:`fastdat.quantification.sbr.quantify_volume` then places its
-VOIs on each image independently, as it would on a clinic's scan. The truth is the simulated
-activity with the subject's own labels (:func:`fastdat.anatomy.labels.true_sbr`).
+For every study the quantification volume is the dataset's in-plane crop (``crop x crop`` around
+the striata, as the models were trained) over *all* axial slices, so that the Southampton VOI
+holds the whole striatum and the occipital reference is in view. The evaluation
+(:func:`fastdat.evaluation.evaluate.evaluate`) restores that volume once per method and test
+study and hands it both to image quality (its crop slices) and to
+:func:`fastdat.quantification.sbr.quantify_volume`, which places its VOIs on each image
+independently, as it would on a clinic's scan. The truth is the simulated activity with the
+subject's own labels (:func:`fastdat.anatomy.labels.true_sbr`).
 
 The normal database (grade-0 striata) and the grading thresholds come from the 25-min images of
 the training and validation subjects, a clinic's standard protocol; they are then applied
 unchanged to every method on the test subjects.
 
-``OUT`` receives ``sbr.csv`` (one row per test study, side and method, plus the non-test 25-min
-rows), ``normals.json``, ``grading.json`` (thresholds and weighted kappas per method),
-``agreement.csv`` (Bland-Altman and ICC per method, reference, measure and grade), figures and
-``section.html`` (the report section).
+:func:`analyse` writes into ``EVAL/quant``: ``sbr.csv`` (one row per test study, side and
+method, plus the non-test 25-min rows), ``normals.json``, ``grading.json`` (thresholds and
+weighted kappas per method), ``agreement.csv`` (Bland-Altman and ICC per method, reference,
+measure and grade), ``headline.json``, figures and ``section.html`` (the report section).
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from fastdat.anatomy.labels import SIDES, true_sbr
-from fastdat.evaluation.evaluate import write_csv, write_json
+from fastdat.io.atomic import write_csv, write_json
+from fastdat.methods import LONG, RAW, TRUTH
 from fastdat.quantification.grading import GradingRule, NormalDatabase, build_normals, calibrate
-from fastdat.quantification.sbr import NoStriatumError, QuantConfig, quantify_volume
+from fastdat.quantification.sbr import QuantConfig
 
 log = logging.getLogger(__name__)
 
-RAW, LONG, TRUTH = "5min", "25min", "truth"
 MEASURES = {  # name -> (sbr.csv column, what it is)
     "putamen": ("putamen", "putamen SBR, template VOI"),
     "caudate": ("caudate", "caudate SBR, template VOI"),
@@ -58,24 +56,7 @@ VALUE_KEYS = (
 )
 
 
-def _slab(volume: np.ndarray, i0: int, j0: int, size: int) -> np.ndarray:
-    return np.ascontiguousarray(volume[i0 : i0 + size, j0 : j0 + size, :], dtype=np.float64)
-
-
-def _restore(method: str, slab: np.ndarray, tuned: dict, models: dict, device) -> np.ndarray:
-    """The slab ``(X, Y, Z)`` restored slice by slice by a filter or a model."""
-    from fastdat.evaluation.evaluate import predict
-    from fastdat.methods import filters as bl
-
-    slices = np.moveaxis(slab, -1, 0)  # (Z, X, Y), as the crops are stored
-    if method in tuned:
-        out = bl.apply(method, slices, tuned[method]["params"])
-    else:
-        out = predict(models[method], slices.astype(np.float32), device).astype(np.float64)
-    return np.moveaxis(out, 0, -1)
-
-
-def _rows(study, split, grades, method, values) -> list[dict[str, Any]]:
+def study_rows(study, split, grades, method, values) -> list[dict[str, Any]]:
     out = []
     for side in SIDES:
         rec = {
@@ -91,85 +72,27 @@ def _rows(study, split, grades, method, values) -> list[dict[str, Any]]:
     return out
 
 
-def quantify_study(
-    sim_dir: str | Path,
-    dataset: str | Path,
-    eval_dir: str | Path,
-    runs: list[str | Path] | dict[str, str | Path] | None = None,
-    out_dir: str | Path | None = None,
-    device: torch.device | str = "cpu",
-    cfg: QuantConfig | None = None,
+def analyse(
+    rows: list[dict[str, Any]],
+    methods: list[str],
+    best: dict[str, str | None],
+    out: Path,
+    cfg: QuantConfig,
+    failures: list[dict[str, Any]],
 ) -> Path:
-    """Quantify every method of an evaluated study; returns ``OUT/section.html``.
+    """Normals, grading, agreement and the headline from the SBR rows; returns ``section.html``.
 
     Args:
-        sim_dir: The simulated cohort (truth and labels).
-        dataset: The dataset built from it (splits and crop corners).
-        eval_dir: The evaluation (``baselines.json``: tuned filters, ``summary.csv``).
-        runs: The networks, as given to ``evaluate``; by default those its ``config.yaml``
-            records.
-        out_dir: Output folder; ``EVAL/quant`` by default.
-        device: Torch device for the models.
-        cfg: VOI settings; the Southampton ``V_s`` defaults to the template's striatal volume.
+        rows: :func:`study_rows` of every quantified study and method.
+        methods: Method names in report order (raw, filters, networks, 25-min).
+        best: ``{"network": ..., "filter": ...}`` chosen on validation.
+        out: Output folder (``EVAL/quant``), created if missing.
+        cfg: The VOI settings used.
+        failures: ``{study_id, method, reason}`` of images without a recognisable striatum.
     """
     import pandas as pd
-    import yaml
 
-    from fastdat.anatomy.template import template_phantom
-    from fastdat.data.dataset import sources_from_simulation
-    from fastdat.models import load_model
-    from fastdat.models.checkpoint import network_labels
-
-    dataset, eval_dir = Path(dataset), Path(eval_dir)
-    out = Path(out_dir) if out_dir else eval_dir / "quant"
     out.mkdir(parents=True, exist_ok=True)
-    studies = pd.read_csv(dataset / "studies.csv", dtype={"study_id": str})
-    studies = studies[studies["status"] == "ok"].set_index("study_id")
-    split_of = (
-        pd.read_csv(dataset / "index.csv", dtype={"study_id": str})
-        .groupby("study_id")["split"]
-        .first()
-    )
-    tuned = json.loads((eval_dir / "baselines.json").read_text())
-    size = _dataset_crop(dataset)
-    if runs is None:
-        runs = (yaml.safe_load((eval_dir / "config.yaml").read_text()) or {}).get("networks", {})
-    models = {k: load_model(v, device=device) for k, v in network_labels(runs).items()}
-    sources = [
-        s for s in sources_from_simulation(sim_dir, (RAW, LONG)) if s.study_id in studies.index
-    ]
-    if not sources:
-        raise ValueError(f"{dataset}: none of its studies is in the cohort {sim_dir}")
-    if cfg is None:
-        vox = float(studies["voxel_mm"].iloc[0])
-        shape = tuple(int(v) for v in str(studies["shape"].iloc[0]).split("x"))
-        tpl = template_phantom(shape, vox, 0.0).labels
-        cfg = QuantConfig(striatal_volume_ml=float(np.isin(tpl, (1, 3, 5)).sum()) * vox**3 / 1e3)
-    methods = [RAW, *tuned, *models, LONG]
-    rows: list[dict[str, Any]] = []
-    failures: list[dict[str, Any]] = []
-    for src in tqdm(sources, desc="quantify", unit="study"):
-        st = studies.loc[src.study_id]
-        split = split_of.get(src.study_id, "")
-        grades = {"left": src.grade_left, "right": src.grade_right}
-        i0, j0 = int(st["corner_i"]), int(st["corner_j"])
-        vols = {k: src.loaders[k]() for k in (RAW, LONG)}
-        vox = float(vols[LONG][1])
-        todo = methods if split == "test" else [LONG]
-        if split == "test":
-            truth, _ = src.loaders[TRUTH]()
-            labels, _ = src.labels()
-            rows += _rows(src.study_id, split, grades, TRUTH, _truth_values(truth, labels))
-        for method in todo:
-            slab = _slab(vols[LONG if method == LONG else RAW][0], i0, j0, size)
-            if method not in (RAW, LONG):
-                slab = _restore(method, slab, tuned, models, device)
-            try:
-                values, _ = quantify_volume(slab, vox, cfg)
-            except NoStriatumError as err:
-                failures.append({"study_id": src.study_id, "method": method, "reason": str(err)})
-                values = {}
-            rows += _rows(src.study_id, split, grades, method, values)
     write_csv(out / "sbr.csv", rows)
     if failures:
         write_csv(out / "failures.csv", failures)
@@ -189,7 +112,6 @@ def quantify_study(
     write_csv(out / "agreement.csv", agreement)
     from fastdat.evaluation.quant_report import write_section
 
-    best = json.loads((eval_dir / "headline.json").read_text())["best"]
     keys = {"raw 5-min": RAW}
     keys.update({f"best {k}": v for k, v in best.items() if v})
     head = sbr_headline(table, [*keys.values(), LONG], grading)
@@ -237,14 +159,7 @@ def _patient_pairs(test, method: str, ref: str, measure: str) -> tuple[np.ndarra
     return per["a"].to_numpy(float), per["b"].to_numpy(float)
 
 
-def _dataset_crop(dataset: Path) -> int:
-    import yaml
-
-    doc = yaml.safe_load((dataset / "config.yaml").read_text())
-    return int(doc.get("dataset", doc).get("crop", 64))
-
-
-def _truth_values(truth: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def truth_values(truth: np.ndarray, labels: np.ndarray) -> dict[str, float]:
     values = true_sbr(truth, labels)
     for side in SIDES:
         values[f"southampton_{side}"] = values[f"striatum_{side}"]
