@@ -1,7 +1,18 @@
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from fastdat.anatomy.phantom import Phantom
 from fastdat.cli import main
+from fastdat.data.sources import default_recon_dir, pick_source, read_splits
 from fastdat.models.registry import STUDY_MODELS
+from fastdat.simulate.user_maps import user_map_config, user_phantom
 
 
 def test_collimators_table(capsys):
@@ -38,7 +49,7 @@ def test_every_command_takes_config_file_and_names_its_errors(tmp_path, capsys):
         (["train", "--dataset", "ds", "--out", str(out)], "train.max_epoch"),
         (["dataset", "build", "--nifti", "x", "--out", str(out)], "dataset.crops"),
         (["quantify", "x", "--out", str(out)], "quantify.foo"),
-        (["simulate", "--out", str(out)], "unknown config key 'foo'"),
+        (["simulate", "--out", str(out)], "unknown config key 'dataset'"),
     ]
     for args, key in cases:
         assert main([*args, "--config", str(bad)]) == 2, args
@@ -76,16 +87,7 @@ def test_source_and_user_map_choices_are_checked(tmp_path, capsys):
 
 
 def test_source_helpers(tmp_path):
-    import json
-
-    import numpy as np
-    import pytest
-
-    from fastdat.anatomy.phantom import Phantom
-    from fastdat.data.sources import default_recon_dir, pick_source, read_splits
-    from fastdat.simulate.user_maps import user_map_config, user_phantom
-
-    assert pick_source(nifti="a.csv") == ("nifti", __import__("pathlib").Path("a.csv"))
+    assert pick_source(nifti="a.csv") == ("nifti", Path("a.csv"))
     assert pick_source(projections=tmp_path)[0] == "projections"
     assert default_recon_dir(tmp_path / "ds") == tmp_path / "ds.recon"
     good = tmp_path / "splits.json"
@@ -104,28 +106,47 @@ def test_source_helpers(tmp_path):
     }
 
 
-def test_dataset_build_from_config_file_and_summary(cohort, tmp_path, capsys):
-    """dataset build: the study.yaml-style 'dataset' section, a flag over it, the printed
-    summary (library: sources.build_from_source, overview.summarize_dataset), splits reuse."""
+def _nifti_studies(root: Path, n: int) -> Path:
+    """``root/<study>/{5min,25min}.nii.gz``: smoothed phantom heads on an 8 mm grid."""
+    from scipy import ndimage
+
+    from fastdat.anatomy.phantom import PhantomConfig, make_phantom, sample_subject
+
+    for i in range(n):
+        subject = sample_subject(np.random.default_rng(i), PhantomConfig(), 0, 0, 65.0, "F")
+        act = make_phantom(subject, (32, 32, 20), 8.0, PhantomConfig(supersample=1)).activity
+        head = ndimage.gaussian_filter(act.astype(np.float32), 12.0 / 2.355 / 8.0)
+        (root / f"s{i}").mkdir(parents=True)
+        for kind in ("5min", "25min"):
+            image = nib.Nifti1Image(head, np.diag([8.0, 8, 8, 1]))
+            nib.save(image, root / f"s{i}" / f"{kind}.nii.gz")
+    return root
+
+
+def test_dataset_build_from_config_file_and_summary(tmp_path, capsys):
+    """dataset build: a study.yaml-style 'dataset' section, a flag over it, the printed summary
+    (library: sources.build_from_source, overview.summarize_dataset) and splits reuse."""
+    root = _nifti_studies(tmp_path / "nifti", 4)
     cfg = tmp_path / "study.yaml"
     cfg.write_text("dataset: {n_slices: 3, crop: 32, split: [2, 1, 1]}\ntrain: {lr: 1.0}\n")
     first = tmp_path / "a"
-    args = ["dataset", "build", "--from", str(cohort), "--config", str(cfg), "--crop", "24"]
+    args = ["dataset", "build", "--nifti", str(root), "--config", str(cfg), "--crop", "24"]
     assert main([*args, "--out", str(first)]) == 0
     out = capsys.readouterr().out
     assert f"wrote {first}" in out and "4 studies used, 0 skipped" in out
     assert "crops" in out and "patients" in out
-    import yaml
-
     doc = yaml.safe_load((first / "config.yaml").read_text())
-    saved = doc.get("config", doc)
-    assert saved["crop"] == 24 and saved["n_slices"] == 3
+    saved = doc["dataset"]
+    assert saved["crop"] == 24 and saved["n_slices"] == 3 and saved["split"] == [2, 1, 1]
+    # a dataset's own config.yaml (its 'dataset' section) reproduces its settings
+    again = tmp_path / "c"
+    redo = ["dataset", "build", "--nifti", str(root), "--config", str(first / "config.yaml")]
+    assert main([*redo, "--out", str(again)]) == 0
+    assert yaml.safe_load((again / "config.yaml").read_text())["dataset"] == saved
     second = tmp_path / "b"
     splits = first / "splits.json"
     assert main([*args, "--out", str(second), "--seed", "5", "--splits", str(splits)]) == 0
     capsys.readouterr()
-    import json
-
     assert (
         json.loads((second / "splits.json").read_text())["patients"]
         == json.loads(splits.read_text())["patients"]

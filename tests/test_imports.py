@@ -17,10 +17,9 @@ import fastdat
 
 ROOT = Path(fastdat.__file__).parent
 
-LEAVES = ("config", "io", "anatomy", "metrics", "stats", "plotting")
+LEAVES = ("config", "io", "anatomy", "metrics", "stats", "plotting", "tomo")
 """Modules every stage may import; they import no stage (only each other)."""
 STAGES = (
-    "tomo",
     "simulate",
     "data",
     "models",

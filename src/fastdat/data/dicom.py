@@ -1,15 +1,16 @@
 """A site's DICOM exports as dataset studies: walk, recognise, group, pair, check geometry.
 
-Every file under ``ROOT`` is read once (header only). Files that are not reconstructed NM
-tomograms (another modality, planar or projection data, no pixel data, not DICOM at all) are
-reported with their reason and left out. The rest are grouped by patient, study and series; a
-series is a multi-frame NM object (frames = slices) or a stack of single-slice objects. Series of
-the same study are paired by acquisition duration (:func:`fastdat.io.dicom.acquisition_duration_s`:
-Actual Frame Duration x views, Acquisition Duration, or minutes in the Series Description), or by a
-CSV the user supplies (``study_uid, series_uid, kind``). The series of the reference kind defines
-the geometry; the others are resampled onto it (trilinear) when their orientation matches and
-their fields of view overlap, and refused with the reason otherwise. Series are read by
-:func:`fastdat.io.image.read_series`, in RAS+ axes like every other reader of images.
+Every file under ``ROOT`` is read once, header only (:func:`fastdat.io.image.scan_folder`, also
+importable from here). Files that are not reconstructed NM tomograms (another modality, planar or
+projection data, no pixel data, not DICOM at all) are reported with their reason and left out. The
+rest are grouped by patient, study and series; a series is a multi-frame NM object (frames = slices)
+or a stack of single-slice objects. Series of the same study are paired by acquisition duration
+(:func:`fastdat.io.dicom.acquisition_duration_s`: Actual Frame Duration x views, Acquisition
+Duration, or minutes in the Series Description), or by a CSV the user supplies (``study_uid,
+series_uid, kind``). The series of the reference kind defines the geometry; the others are resampled
+onto it (trilinear) when their orientation matches and their fields of view overlap, and refused
+with the reason otherwise. Series are read by :func:`fastdat.io.image.read_series`, in RAS+ axes
+like every other reader of images.
 """
 
 from __future__ import annotations
@@ -23,49 +24,10 @@ from typing import Any
 import numpy as np
 
 from fastdat.data.dataset import StudySource
-from fastdat.io.dicom import (
-    DicomInputError,
-    Series,
-    acquisition_duration_s,
-    read_header,
-)
-from fastdat.io.image import Image, read_series
+from fastdat.io.dicom import DicomInputError, Series
+from fastdat.io.image import Image, read_series, scan_folder
 
 log = logging.getLogger(__name__)
-
-
-def scan_folder(root: str | Path) -> tuple[list[Series], list[dict[str, str]]]:
-    """All reconstructed NM series under ``root``, and the files left out with reasons."""
-    root = Path(root)
-    if not root.is_dir():
-        raise FileNotFoundError(f"{root}: not a folder")
-    series: dict[str, Series] = {}
-    skipped = []
-    for path in sorted(p for p in root.rglob("*") if p.is_file()):
-        try:
-            ds = read_header(path)
-        except DicomInputError as err:
-            skipped.append({"file": str(path), "reason": err.reason})
-            continue
-        uid = str(ds.SeriesInstanceUID)
-        s = series.get(uid)
-        if s is None:
-            s = series[uid] = Series(
-                patient_id=str(getattr(ds, "PatientID", "") or "unknown"),
-                study_uid=str(ds.StudyInstanceUID),
-                series_uid=uid,
-                description=str(getattr(ds, "SeriesDescription", "") or ""),
-                duration_s=acquisition_duration_s(ds),
-            )
-        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
-        if frames > 1 or s.multiframe:
-            if s.files:
-                skipped.append({"file": str(path), "reason": "second multi-frame object in series"})
-                continue
-            s.multiframe = True
-        s.files.append(path)
-        s.headers.append(ds)
-    return list(series.values()), skipped
 
 
 def _kind(duration_s: float | None, kinds: tuple[str, ...]) -> str | None:

@@ -42,7 +42,7 @@ class DenoiseResult:
 
 
 SUMMARY = "denoise_summary.csv"
-_SECOND_MULTIFRAME = "second multi-frame object in series"  # fastdat.data.dicom.scan_folder's
+_SECOND_MULTIFRAME = "second multi-frame object in series"  # fastdat.io.image.scan_folder's
 _OUR_SUFFIX = "FastDaT denoised"  # write_derived_series' default Series Description suffix
 
 
@@ -179,8 +179,8 @@ def _choose(series, copies: list[tuple[Path, object]]) -> tuple[object, list, tu
 
 def _inputs(src: Path, force: bool = False) -> tuple[list[_Item], list[DenoiseResult]]:
     """The inputs under ``src`` and the files left out, with reasons."""
-    from fastdat.data.dicom import scan_folder
     from fastdat.io.dicom import DicomInputError, Series, frame_count, read_header
+    from fastdat.io.image import scan_folder
 
     if _is_nifti(src):
         reason = None if force else _ours_nifti(src)

@@ -1,15 +1,15 @@
 """The one reader of reconstructed volumes: NIfTI files and DICOM series, as RAS+ arrays.
 
 Every stage that reads a reconstructed SPECT image (``fastdat dataset build --nifti`` and
-``--dicom``, ``fastdat denoise``, ``fastdat quantify``, the simulator's realism report) reads
-it through :func:`read_image` (a path) or :func:`read_series` (a DICOM series already found by
-:func:`fastdat.data.dicom.scan_folder`), so that all of them see the same array for the same
-file, whatever order the file stores its voxels in.
+``--dicom``, ``fastdat denoise``, ``fastdat quantify``, the simulator's realism report) reads it
+through :func:`read_image` (a path) or :func:`read_series` (a DICOM series found by
+:func:`scan_folder`, which lists the NM series under a folder from their headers), so that all
+of them see the same array for the same file, whatever order the file stores its voxels in.
 
 The array of an :class:`Image` is in nibabel's closest canonical orientation, RAS+: index ``i``
 (axis 0) runs along ``+x`` of the RAS+ world frame, from the subject's left to the subject's
 right; ``j`` (axis 1) from posterior to anterior; ``k`` (axis 2) from inferior to superior (the
-convention of :mod:`fastdat.anatomy.phantom` and of the radiological displays). This is what
+convention of the phantom, :mod:`fastdat.anatomy.phantom`, and of the VOI template). This is what
 :func:`nibabel.as_closest_canonical` gives and what :func:`fastdat.io.dicom.series_volume`
 returns for DICOM; a stored array is only permuted and flipped (never resampled), so an oblique
 affine stays oblique. The original storage order is kept (:attr:`Image.native_affine`,
@@ -168,9 +168,57 @@ def read_series(series: Series, what: str = "", source: str | Path | None = None
     return _image(vol, affine, source or series.files[0], ornt, native, series)
 
 
+def scan_folder(root: str | Path) -> tuple[list[Series], list[dict[str, str]]]:
+    """All reconstructed NM series under ``root``, and the files left out with reasons.
+
+    Every file under ``root`` (recursively) is read once, header only. Files that are not
+    reconstructed NM tomograms are left out with their reason; the rest are grouped by Series
+    Instance UID into a multi-frame object (frames = slices) or a stack of single-slice files.
+    A second multi-frame object of one series is left out (``"second multi-frame object in
+    series"``).
+
+    Returns:
+        ``(series, skipped)``: the series, and ``{"file", "reason"}`` of every file left out.
+
+    Raises:
+        FileNotFoundError: ``root`` is not a folder.
+    """
+    from fastdat.io.dicom import DicomInputError, Series, acquisition_duration_s, read_header
+
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: not a folder")
+    series: dict[str, Series] = {}
+    skipped = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        try:
+            ds = read_header(path)
+        except DicomInputError as err:
+            skipped.append({"file": str(path), "reason": err.reason})
+            continue
+        uid = str(ds.SeriesInstanceUID)
+        s = series.get(uid)
+        if s is None:
+            s = series[uid] = Series(
+                patient_id=str(getattr(ds, "PatientID", "") or "unknown"),
+                study_uid=str(ds.StudyInstanceUID),
+                series_uid=uid,
+                description=str(getattr(ds, "SeriesDescription", "") or ""),
+                duration_s=acquisition_duration_s(ds),
+            )
+        frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
+        if frames > 1 or s.multiframe:
+            if s.files:
+                skipped.append({"file": str(path), "reason": "second multi-frame object in series"})
+                continue
+            s.multiframe = True
+        s.files.append(path)
+        s.headers.append(ds)
+    return list(series.values()), skipped
+
+
 def _dicom_series(path: Path, name: str) -> Series:
     """The one series a DICOM file or folder holds (a slice file: its whole stack)."""
-    from fastdat.data.dicom import scan_folder
     from fastdat.io.dicom import DicomInputError, Series, frame_count, read_header
 
     if path.is_file():

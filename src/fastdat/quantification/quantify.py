@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from fastdat.io.image import Image, is_nifti, read_image, read_series
+from fastdat.io.image import Image, is_nifti, read_image, read_series, scan_folder
 from fastdat.quantification.sbr import (
     OCCIPITAL,
     SIDES,
@@ -51,8 +51,6 @@ def find_images(path: str | Path) -> tuple[list[tuple[str, Callable]], list[dict
         its isotropic voxel size (mm); and the files the DICOM scan left out (``file``,
         ``reason``).
     """
-    from fastdat.data.dicom import scan_folder
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: not found")

@@ -1,0 +1,2 @@
+"""Training networks on a dataset's crops: the config (:mod:`.config`) and the loop (:mod:`.loop`).
+"""
