@@ -151,3 +151,35 @@ def test_dataset_build_from_config_file_and_summary(tmp_path, capsys):
         json.loads((second / "splits.json").read_text())["patients"]
         == json.loads(splits.read_text())["patients"]
     )
+
+
+def test_projection_source_is_reconstructed_beside_the_dataset(monkeypatch, tmp_path):
+    """--projections: OUT.recon by default, the settings and attenuation recorded."""
+    import fastdat.data.projections as projections
+    from fastdat.data.sources import choose_sources
+    from fastdat.tomo.reconstruct import ReconSettings, settings_dict
+
+    seen = []
+    monkeypatch.setattr(projections, "sources_from_projections", lambda *a: seen.append(a) or [])
+    settings = ReconSettings(iterations=2, subsets=5)
+    chosen = choose_sources(
+        "projections",
+        tmp_path / "archive",
+        ("5min", "25min"),
+        out_dir=tmp_path / "ds",
+        settings=settings,
+        attenuation="chang",
+    )
+    assert seen == [
+        (tmp_path / "archive", tmp_path / "ds.recon", ("5min", "25min"), settings, "chang", "cpu")
+    ]
+    assert chosen.desc == {
+        "kind": "projections",
+        "path": str((tmp_path / "archive").resolve()),
+        "recon_dir": str((tmp_path / "ds.recon").resolve()),
+        "attenuation": "chang",
+        "recon": settings_dict(settings),
+    }
+    assert chosen.skipped is None
+    with pytest.raises(ValueError, match="unknown source kind"):
+        choose_sources("tape", tmp_path, ("5min", "25min"))

@@ -31,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from fastdat.config import apply_overrides, config_diff, from_dict, load_preset, provenance, to_dict
+from fastdat.config import apply_overrides, config_diff, load_preset, provenance, to_dict
 from fastdat.io.atomic import write_json, write_yaml
 
 log = logging.getLogger(__name__)

@@ -68,7 +68,8 @@ def true_sbr(activity: np.ndarray, labels: np.ndarray, erode: int = 2) -> dict[s
     Striatal regions come from the subject's own labels; the reference is the subject's own
     occipital lobe (brain voxels, ``activity >= 0.6`` x the cortex level, inside the bounding box
     of its occipital cortex label, eroded by ``erode`` voxels), i.e. what the placed occipital VOI
-    measures. Keys as :func:`label_sbr`.
+    measures. On grids so coarse that the erosion leaves no reference voxel, the erosion is
+    reduced one voxel at a time until some remain. Keys as :func:`label_sbr`.
     """
     occ = labels == OCCIPITAL
     if not occ.any():
@@ -76,9 +77,12 @@ def true_sbr(activity: np.ndarray, labels: np.ndarray, erode: int = 2) -> dict[s
     ii, jj, kk = np.nonzero(occ)
     box = np.zeros(labels.shape, dtype=bool)
     box[ii.min() : ii.max() + 1, jj.min() : jj.max() + 1, kk.min() : kk.max() + 1] = True
-    brain = activity >= 0.6 * float(np.median(activity[occ]))
-    if erode:
-        brain = ndimage.binary_erosion(brain, iterations=erode)
-    ref = np.where(box & brain & ~np.isin(labels, range(1, 7)), OCCIPITAL, 0)
+    head = activity >= 0.6 * float(np.median(activity[occ]))
+    outside = box & ~np.isin(labels, range(1, 7))
+    for k in range(int(erode), -1, -1):
+        brain = ndimage.binary_erosion(head, iterations=k) if k else head
+        if (outside & brain).any():
+            break
+    ref = np.where(outside & brain, OCCIPITAL, 0)
     striatal = np.where(np.isin(labels, range(1, 7)), labels, 0)
     return label_sbr(activity, np.maximum(ref, striatal).astype(np.uint8))

@@ -15,8 +15,6 @@ from torch import nn
 
 from fastdat.models.base import _REGISTRY, ModelInfo, register  # noqa: F401  (re-exported)
 
-
-
 # the study's ten, in the paper's order; models registered by users follow
 STUDY_MODELS = (
     "unet1",
