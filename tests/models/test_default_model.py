@@ -16,11 +16,19 @@ Measured (cohort seed 11, CPU, 2 threads)::
     identity                  28.64      0.774   +0.00      +0.000
     random init (unet4)        9.85     -0.033   -18.79     -0.806
 
-(the model card reports +3.7 dB / +0.09 on the paper cohort's test split; cohort seeds 12 and 13
-gave +3.41 dB / +0.088 and ... ). The margins below (+3.0 dB, +0.08) lie 0.8 dB and 0.017 under
-the measured gains and above what a tuned-looking Gaussian post-filter reaches, so a model that
-merely smooths, passes its input through or was never trained fails; the negative tests show it.
-The module takes about 40 s on 2 cores, most of it simulating the 4 studies.
+Other cohort seeds (same settings, measured while writing this test, not run here) give the
+same picture: default model +3.41 dB / +0.088 (seed 12) and +3.50 dB / +0.088 (seed 13), Gaussian
+sigma 1 px +2.21 / +0.066 and +1.71 / +0.061; the model card reports +3.7 dB / +0.09 on the paper
+cohort's test split. The margins below, a mean gain of at least +3.0 dB and +0.075 SSIM with every
+patient improved, lie 0.84 dB and 0.022 under the gains measured here and above every Gaussian
+post-filter measured (best SSIM gain +0.071, sigma 1.5 px), so a model that merely smooths, passes
+its input through or was never trained fails; the parametrized negative test shows it. The default
+model's output dips to -2.5 % of the input's maximum at most (it is not clamped; ``fastdat
+denoise`` clamps at zero).
+
+Runtime: 32-34 s on 2 shared cores when they are free (pytest; ~39 s wall with start-up, ~50 s
+of CPU), of which the fixture simulating the 4 studies and cutting their crops takes 30-33 s; the
+tests themselves take well under a second. (86 s once, with other jobs loading the 2 cores.)
 """
 
 from __future__ import annotations
@@ -41,7 +49,7 @@ from fastdat.simulate.cohort import resolve_config, simulate_cohort
 COHORT_SEED = 11  # the default model was trained on cohort seed 0 (its sidecar's training_cohort)
 N_STUDIES = 4  # balanced: worse-hemisphere grades 0, 1, 2, 3
 MIN_PSNR_GAIN_DB = 3.0  # mean over patients; measured +3.84 dB (Gaussian sigma 1: +2.19)
-MIN_SSIM_GAIN = 0.08  # mean over patients; measured +0.097 (Gaussian sigma 1: +0.068)
+MIN_SSIM_GAIN = 0.075  # mean over patients; measured +0.097 (Gaussian sigma 1: +0.068)
 
 
 @pytest.fixture(scope="module")

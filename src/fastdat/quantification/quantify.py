@@ -95,10 +95,8 @@ def quantify_images(
     """
     import json
 
-    import yaml
-
     from fastdat.config import provenance
-    from fastdat.io.atomic import write_csv
+    from fastdat.io.atomic import write_csv, write_yaml
     from fastdat.quantification.grading import GradingRule, NormalDatabase
 
     cfg = cfg or QuantConfig()
@@ -143,7 +141,7 @@ def quantify_images(
         "normals": str(normals) if normals else None,
     }
     doc.update(provenance())
-    (out / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
+    write_yaml(out / "config.yaml", doc)
     return out / "sbr.csv", rows
 
 
