@@ -69,16 +69,11 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
 
         folder = export_projections(args.out, Path(args.out) / "projections", args.projection_dicom)
         print(f"wrote projection DICOM ({args.projection_dicom} layout) under {folder}")
-    realism = manifest.parent / "realism.json"
-    if realism.exists():
-        import json
+    from fastdat.simulate.report import realism_line
 
-        r = json.loads(realism.read_text())
-        print(
-            f"5-min vs 25-min (64 x 64 striatal crops): PSNR {r['psnr_5_vs_25']['mean']:.2f} dB, "
-            f"SSIM {r['ssim_5_vs_25']['mean']:.3f} (paper: 30.9 dB, 0.71); "
-            f"montage: {manifest.parent / 'montage.png'}"
-        )
+    line = realism_line(manifest.parent)
+    if line:
+        print(line)
     return 0
 
 
@@ -194,16 +189,12 @@ def _cmd_recon(args: argparse.Namespace) -> int:
 def _cmd_models(args: argparse.Namespace) -> int:
     import torch
 
-    from fastdat.models import build_model, list_models, model_info
-    from fastdat.models.throughput import training_throughput
+    from fastdat.models.throughput import model_table
 
-    torch.manual_seed(0)
     print(f"{'name':<16}{'params':>11}  {'train img/s':>11}  reference")
-    for name in list_models():
-        model = build_model(name)
-        n = sum(p.numel() for p in model.parameters())
-        speed = "-" if args.no_speed else f"{training_throughput(model, steps=args.steps):.1f}"
-        print(f"{name:<16}{n:>11,}  {speed:>11}  {model_info(name).reference}")
+    for row in model_table(speed=not args.no_speed, steps=args.steps):
+        speed = "-" if row["train_img_s"] is None else f"{row['train_img_s']:.1f}"
+        print(f"{row['name']:<16}{row['params']:>11,}  {speed:>11}  {row['reference']}")
     if not args.no_speed:
         print(f"(CPU, {torch.get_num_threads()} threads, batch 16, 64 x 64, Adam + L1)")
     return 0

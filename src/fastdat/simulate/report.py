@@ -181,3 +181,19 @@ def montage(out_dir: str | Path, rows: list[dict[str, Any]], path: str | Path) -
         fontsize=fs,
     )
     return save_figure(fig, path, dpi=110)
+
+
+def realism_line(cohort_dir: str | Path) -> str | None:
+    """One line of a cohort's realism summary (``realism.json``) beside the paper's values, or
+    ``None`` when the cohort has none."""
+    import json
+
+    path = Path(cohort_dir) / "realism.json"
+    if not path.exists():
+        return None
+    r = json.loads(path.read_text())
+    return (
+        f"5-min vs 25-min (64 x 64 striatal crops): PSNR {r['psnr_5_vs_25']['mean']:.2f} dB, "
+        f"SSIM {r['ssim_5_vs_25']['mean']:.3f} (paper: 30.9 dB, 0.71); "
+        f"montage: {Path(cohort_dir) / 'montage.png'}"
+    )

@@ -470,4 +470,3 @@ def equivalence(a: Any, b: Any, margin: float) -> dict[str, float | bool | int]:
         "p": p,
         "equivalent": bool(p < 0.05),
     }
-
