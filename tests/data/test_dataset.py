@@ -17,27 +17,9 @@ SMALL = DatasetConfig(n_slices=3, crop=24)
 
 
 @pytest.fixture(scope="module")
-def dataset(cohort, tmp_path_factory):
+def dataset(cohort, tmp_path_factory, build_cli):
     out = tmp_path_factory.mktemp("ds") / "ds"
-    assert (
-        main(
-            [
-                "dataset",
-                "build",
-                "--from",
-                str(cohort),
-                "--out",
-                str(out),
-                "--slices",
-                "3",
-                "--crop",
-                "24",
-                "--split",
-                "2,1,1",
-            ]
-        )
-        == 0
-    )
+    assert build_cli("--from", cohort, out, "2,1,1") == 0
     return out
 
 
@@ -135,7 +117,7 @@ def test_nifti_folder_and_csv_give_the_same_crops(dataset, cohort, tmp_path):
             assert list(other_index["split"]) == list(index["split"])
 
 
-def test_unusable_studies_are_skipped_with_reasons(tmp_path, capsys):
+def test_unusable_studies_are_skipped_with_reasons(tmp_path, capsys, build_cli):
     root = tmp_path / "nifti"
     good = np.zeros((32, 32, 20), np.float32)
     for name, files in {
@@ -155,25 +137,7 @@ def test_unusable_studies_are_skipped_with_reasons(tmp_path, capsys):
         for kind in ("5min", "25min"):
             nib.save(nib.Nifti1Image(head, np.diag([8.0, 8, 8, 1])), root / name / f"{kind}.nii.gz")
     out = tmp_path / "ds"
-    assert (
-        main(
-            [
-                "dataset",
-                "build",
-                "--nifti",
-                str(root),
-                "--out",
-                str(out),
-                "--slices",
-                "3",
-                "--crop",
-                "24",
-                "--split",
-                "1,0,1",
-            ]
-        )
-        == 0
-    )
+    assert build_cli("--nifti", root, out, "1,0,1") == 0
     text = capsys.readouterr().out
     assert "skipped only_long" in text and "no 5min image" in text
     assert "skipped corrupt" in text and "not a readable NIfTI" in text

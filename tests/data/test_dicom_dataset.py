@@ -72,7 +72,7 @@ def test_round_trip_simulated_study_through_dicom(cohort, tmp_path):
             np.testing.assert_allclose(b[kind][rb], a[kind][ra], atol=tol)
 
 
-def test_mixed_folder_reports_every_left_out_file(cohort, tmp_path, capsys):
+def test_mixed_folder_reports_every_left_out_file(cohort, tmp_path, capsys, build_cli):
     rows = _manifest(cohort)
     root = tmp_path / "dicom"
     _export(cohort, root, rows[:1])  # a good study
@@ -135,25 +135,7 @@ def test_mixed_folder_reports_every_left_out_file(cohort, tmp_path, capsys):
     nopix.save_as(other / "nopixels.dcm")
     (other / "corrupt.dcm").write_bytes(b"DICM" + bytes(200))
     out = tmp_path / "ds"
-    assert (
-        main(
-            [
-                "dataset",
-                "build",
-                "--dicom",
-                str(root),
-                "--out",
-                str(out),
-                "--slices",
-                "3",
-                "--crop",
-                "24",
-                "--split",
-                "1,0,1",
-            ]
-        )
-        == 0
-    )
+    assert build_cli("--dicom", root, out, "1,0,1") == 0
     text = capsys.readouterr().out
     for needle in (
         "ct.dcm",

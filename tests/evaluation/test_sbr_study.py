@@ -93,14 +93,15 @@ def test_normals_and_z_scores_by_hand(result):
     assert float(row["z_putamen"].iloc[0]) == pytest.approx(z, abs=1e-9)
 
 
-def test_bland_altman_of_putamen_against_25min_by_hand(result):
+def _putamen_agreement(result, reference: str):
+    """The ``agreement.csv`` row of 5-min putamen SBR against ``reference``, all grades."""
     ag = pd.read_csv(result / "agreement.csv")
-    rec = ag[
-        (ag["method"] == "5min")
-        & (ag["reference"] == "25min")
-        & (ag["measure"] == "putamen")
-        & (ag["grade"] == "all")
-    ].iloc[0]
+    sel = (ag["method"] == "5min") & (ag["measure"] == "putamen") & (ag["grade"] == "all")
+    return ag[sel & (ag["reference"] == reference)].iloc[0]
+
+
+def test_bland_altman_of_putamen_against_25min_by_hand(result):
+    rec = _putamen_agreement(result, "25min")
     d = [p5 - p25 for *_, p25, p5, _ in TEST]
     bias, sd = _mean(d), _sd(d)
     assert rec["n"] == 8
@@ -108,12 +109,7 @@ def test_bland_altman_of_putamen_against_25min_by_hand(result):
     assert rec["sd"] == pytest.approx(sd, abs=1e-12)
     assert rec["loa_low"] == pytest.approx(bias - 1.96 * sd, abs=1e-12)
     assert rec["loa_high"] == pytest.approx(bias + 1.96 * sd, abs=1e-12)
-    truth = ag[
-        (ag["method"] == "5min")
-        & (ag["reference"] == "truth")
-        & (ag["measure"] == "putamen")
-        & (ag["grade"] == "all")
-    ].iloc[0]
+    truth = _putamen_agreement(result, "truth")
     assert truth["bias"] == pytest.approx(_mean([p5 - pt for *_, p5, pt in TEST]), abs=1e-12)
 
 

@@ -22,6 +22,14 @@ def _train(*args: str) -> int:
     return main(["train", *args, "--device", "cpu"])
 
 
+def _unet2_args(dataset, run, *sets: str) -> list[str]:
+    """``train`` arguments of a small unet2 (8 features) on ``dataset`` into ``run``."""
+    args = ["--dataset", str(dataset), "--model", "unet2", "--out", str(run)]
+    for s in ("model_kwargs.features=8", *sets):
+        args += ["--set", s]
+    return args
+
+
 @pytest.fixture(scope="module")
 def dataset(cohort, tmp_path_factory):
     out = tmp_path_factory.mktemp("ds") / "ds"
@@ -34,21 +42,7 @@ def dataset(cohort, tmp_path_factory):
 
 def test_end_to_end_cli(dataset, tmp_path):
     run = tmp_path / "run"
-    assert (
-        _train(
-            "--dataset",
-            str(dataset),
-            "--model",
-            "unet2",
-            "--out",
-            str(run),
-            "--set",
-            "max_epochs=2",
-            "--set",
-            "model_kwargs.features=8",
-        )
-        == 0
-    )
+    assert _train(*_unet2_args(dataset, run, "max_epochs=2")) == 0
     for name in (
         "best.safetensors",
         "best.json",
@@ -103,21 +97,7 @@ def test_nan_loss_stops_and_keeps_last_good(dataset, tmp_path, monkeypatch, caps
 
     monkeypatch.setattr(loop, "loss_fn", poisoned)
     run = tmp_path / "nan"
-    assert (
-        _train(
-            "--dataset",
-            str(dataset),
-            "--model",
-            "unet2",
-            "--out",
-            str(run),
-            "--set",
-            "model_kwargs.features=8",
-            "--set",
-            "batch_size=4",
-        )
-        == 2
-    )
+    assert _train(*_unet2_args(dataset, run, "batch_size=4")) == 2
     err = capsys.readouterr().err
     assert "loss became nan" in err and "last good checkpoint" in err
     good = json.loads((run / "state.json").read_text())["epoch"]
@@ -168,18 +148,7 @@ def test_ddp_under_torchrun(dataset, tmp_path):
         "-m",
         "fastdat.cli",
         "train",
-        "--dataset",
-        str(dataset),
-        "--model",
-        "unet2",
-        "--out",
-        str(run),
-        "--set",
-        "max_epochs=2",
-        "--set",
-        "model_kwargs.features=8",
-        "--set",
-        "batch_size=4",
+        *_unet2_args(dataset, run, "max_epochs=2", "batch_size=4"),
         "--device",
         "cpu",
     ]

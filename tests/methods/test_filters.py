@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fastdat.evaluation import baselines as b
+from fastdat.methods import filters as b
 
 
 def test_butterworth_gain_at_dc_and_cutoff():
