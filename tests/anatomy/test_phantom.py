@@ -3,8 +3,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from fastdat.anatomy.labels import LABELS
 from fastdat.anatomy.phantom import (
-    LABELS,
     PhantomConfig,
     Subject,
     make_phantom,
