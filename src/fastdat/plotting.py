@@ -10,10 +10,11 @@ the viewer's left, anterior up, i.e. ``image.T`` with ``origin="lower"`` and an 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
+
+from fastdat.io.atomic import replace_file
 
 CMAP = "magma"
 
@@ -102,12 +103,10 @@ def save_figure(fig, path: str | Path, dpi: int = 100) -> Path:
     """Save ``fig`` to ``path`` atomically (a temporary name, then a rename) and close it."""
     import matplotlib.pyplot as plt
 
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    fig.savefig(tmp, dpi=dpi)
-    plt.close(fig)
-    os.replace(tmp, path)
-    return path
+    try:
+        return replace_file(Path(path), lambda tmp: fig.savefig(tmp, dpi=dpi))
+    finally:
+        plt.close(fig)
 
 
 def figure_png(fig, dpi: int = 100) -> bytes:

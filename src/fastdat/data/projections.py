@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fastdat.data.dataset import StudySource, load_nifti
+from fastdat.io.atomic import write_json
 from fastdat.tomo.reconstruct import ReconSettings, settings_dict
 
 log = logging.getLogger(__name__)
@@ -170,9 +171,7 @@ def reconstruct_study(
         "reconstructions": done,
         "provenance": provenance(),
     }
-    tmp = record.with_name(".recon.json.tmp")
-    tmp.write_text(json.dumps(doc, indent=1))
-    tmp.replace(record)
+    write_json(record, doc)
     return paths
 
 

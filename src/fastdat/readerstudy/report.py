@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-import csv
 import json
-import os
 from html import escape
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from fastdat.io.atomic import write_csv, write_text
 from fastdat.plotting import save_figure
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _finite(doc: Any) -> Any:
@@ -106,14 +99,9 @@ def write_outputs(
 ) -> Path:
     """Write ``analysis.json``, ``table.csv``, ``kappa.png``, ``icc.png``, ``report.html``."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_text(out_dir / "analysis.json", json.dumps(_finite(doc), indent=1, allow_nan=False))
+    write_text(out_dir / "analysis.json", json.dumps(_finite(doc), indent=1, allow_nan=False))
     fields = list(dict.fromkeys(k for r in table for k in r))
-    tmp = out_dir / ".table.csv.tmp"
-    with open(tmp, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(table)
-    os.replace(tmp, out_dir / "table.csv")
+    write_csv(out_dir / "table.csv", table)
     plots = []
     if doc["kappa_vs_consensus"]:
         plots.append(_plot_kappa(doc, out_dir / "kappa.png").name)
@@ -145,5 +133,5 @@ table{{border-collapse:collapse}}td,th{{border:1px solid #bbb;padding:3px 8px;fo
 {"".join(f'<p><img src="{p}" alt="{p}"></p>' for p in plots)}
 <p>Everything above, with SEs and p-values: <a href="analysis.json">analysis.json</a>,
 <a href="table.csv">table.csv</a>.</p></body></html>"""
-    _atomic_text(out_dir / "report.html", html)
+    write_text(out_dir / "report.html", html)
     return out_dir / "report.html"

@@ -15,7 +15,6 @@ leaves no half-written study that looks complete, and a rerun with the same conf
 
 from __future__ import annotations
 
-import csv
 import hashlib
 import json
 import logging
@@ -40,6 +39,7 @@ from fastdat.anatomy.phantom import (
     sample_subject,
 )
 from fastdat.config import config_diff, provenance, resolve, to_dict
+from fastdat.io.atomic import write_csv, write_text
 from fastdat.simulate.acquisition import (
     AcquisitionConfig,
     ReconConfig,
@@ -299,12 +299,6 @@ def _check_existing(out_dir: Path, resolved: dict[str, Any]) -> None:
         )
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
 def simulate_cohort(
     cfg: SimulationConfig,
     out_dir: str | Path,
@@ -332,7 +326,7 @@ def simulate_cohort(
         shutil.rmtree(stale, ignore_errors=True)
     if not (out_dir / "config.yaml").exists():
         doc = {"config": resolved, "provenance": provenance(device=device, workers=workers)}
-        _write_atomic(out_dir / "config.yaml", yaml.safe_dump(doc, sort_keys=False))
+        write_text(out_dir / "config.yaml", yaml.safe_dump(doc, sort_keys=False))
     n = cfg.cohort.n_studies
     jobs = [(cfg, i, str(out_dir), device) for i in range(n)]
     bar = tqdm(total=n, desc="simulate", unit="study", disable=not progress)
@@ -359,13 +353,7 @@ def simulate_cohort(
     bar.close()
     rows.sort(key=lambda r: r["study_id"])
     manifest = out_dir / "manifest.csv"
-    tmp = manifest.with_name(".manifest.csv.tmp")
-    with open(tmp, "w", newline="") as f:
-        fields = list(dict.fromkeys(k for r in rows for k in r))  # union, first-seen order
-        writer = csv.DictWriter(f, fieldnames=fields, restval="")
-        writer.writeheader()
-        writer.writerows(rows)
-    os.replace(tmp, manifest)
+    write_csv(manifest, rows)
     from fastdat.simulate.report import montage, realism_report
 
     graded = [r for r in rows if r["grade_left"] != ""]

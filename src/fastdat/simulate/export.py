@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from fastdat.io.atomic import write_text
 from fastdat.io.projections import EnergyWindow, ProjectionSet
 from fastdat.simulate.acquisition import AcquisitionConfig
 
@@ -161,7 +162,5 @@ def export_projections(
         os.replace(tmp, final)
     keys = ("study_id", "patient_id", "grade_left", "grade_right")
     text = ",".join(keys) + "\n" + "".join(",".join(r[k] for k in keys) + "\n" for r in rows)
-    tmp_csv = out / ".studies.csv.tmp"
-    tmp_csv.write_text(text)
-    os.replace(tmp_csv, out / "studies.csv")
+    write_text(out / "studies.csv", text)
     return out

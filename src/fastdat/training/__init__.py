@@ -1,1 +1,1 @@
-"""Training networks on a dataset's crops: the config (:mod:`.config`) and the loop (:mod:`.loop`)."""
+"""Training networks on a dataset's crops: the config (:mod:`.config`), the loop (:mod:`.loop`)."""
