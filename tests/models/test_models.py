@@ -99,6 +99,12 @@ def test_safetensors_round_trip(name, tmp_path):
     x = torch.rand(1, 1, 64, 64)
     with torch.no_grad():
         torch.testing.assert_close(again(x), model(x), rtol=0, atol=0)
+    # the same weights make the same file: its SHA-256 in the sidecar names the weights alone
+    for k in range(3):
+        save_model(again, tmp_path / f"copy{k}")
+        assert (tmp_path / f"copy{k}.safetensors").read_bytes() == path.read_bytes()
+        copy = json.loads((tmp_path / f"copy{k}.json").read_text())
+        assert copy["weights_sha256"] == meta["weights_sha256"]
 
 
 @pytest.mark.parametrize("name3d", STUDY)

@@ -40,7 +40,10 @@ def save_model(model: ImageToImage, path: str | Path, extra: dict[str, Any] | No
     weights.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tmp = weights.with_name(f".{weights.name}.tmp")
-    save_file(state, tmp, metadata={"format": FORMAT, "model": model.config["name"]})
+    # one metadata key: safetensors writes several in no fixed order, and the file's SHA-256
+    # (recorded in the sidecar) must depend on the weights alone
+    info = json.dumps({"format": FORMAT, "model": model.config["name"]}, sort_keys=True)
+    save_file(state, tmp, metadata={"fastdat": info})
     digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
     meta = {
         "format": FORMAT,
