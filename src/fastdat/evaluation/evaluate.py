@@ -210,7 +210,7 @@ def _restore_test(ds, methods: list[Method], device, quant: QuantConfig | None):
     try:
         sources = study_sources(ds, (RAW, LONG))
     except ValueError as err:
-        log.info("image quality from the crops only, no SBR: %s", err)
+        log.warning("image quality from the crops only, no SBR: %s", err)
         sources = None
     preds = {m.name: np.zeros((len(test), ds.crop, ds.crop)) for m in methods}
     if sources is None:
