@@ -151,7 +151,7 @@ def sources_from_simulation(sim_dir: str | Path, kinds: tuple[str, ...]) -> list
                 grade_left=grade["left"],
                 grade_right=grade["right"],
                 labels=partial(load_nifti, sim_dir / r["labels"]),
-                origin=str(sim_dir / "studies" / r["study_id"]),
+                origin=str((sim_dir / "studies" / r["study_id"]).resolve()),
             )
         )
     return out
