@@ -223,6 +223,9 @@ def _restore_test(ds, methods: list[Method], device, quant: QuantConfig | None):
     test_slices = test_index["slice"].to_numpy(int)
     rows: list[dict[str, Any]] = []
     failures: list[dict[str, Any]] = []
+    missing = sorted(set(test_studies) - {s.study_id for s in sources})
+    if missing:
+        raise ValueError(f"{ds.path}: test studies {missing} are not in its source any more")
     for src in tqdm(sources, desc="evaluate", unit="study"):
         st = ds.studies.loc[src.study_id]
         split = ds.split_of_study.get(src.study_id, "")
