@@ -74,9 +74,15 @@ def load_methods(
 
 
 def from_evaluation(
-    eval_dir: str | Path, device: torch.device | str = "cpu", references: tuple[str, ...] = (LONG,)
+    eval_dir: str | Path,
+    device: torch.device | str = "cpu",
+    references: tuple[str, ...] = (LONG,),
+    only: set[str] | None = None,
 ) -> list[Method]:
     """The methods an evaluation folder compared: its tuned filters and its networks.
+
+    ``only``: load just the networks of these names (every filter is kept; networks are the
+    expensive part).
 
     Raises:
         ValueError: ``eval_dir`` is not an evaluation folder (named).
@@ -92,4 +98,6 @@ def from_evaluation(
                 "by 'fastdat evaluate' or a study's eval/"
             )
     networks = (yaml.safe_load(cfg.read_text()) or {}).get("networks") or {}
+    if only is not None:
+        networks = {k: v for k, v in networks.items() if k in only}
     return load_methods(networks, json.loads(tuned.read_text()), device, references)

@@ -248,7 +248,14 @@ def create_study(
     rows = np.concatenate(case_rows)
     from fastdat.methods import from_evaluation
 
-    evaluated = {m.name: m for m in from_evaluation(eval_dir, device, references=())}
+    known = [*eval_cfg.get("baselines", []), *(eval_cfg.get("networks") or {})]
+    unknown = [m for m in cfg.methods if m not in crops and m not in known]
+    if unknown:
+        raise ValueError(
+            f"reader study: unknown method {unknown[0]!r} (crops: {', '.join(sorted(crops))}; "
+            f"evaluated: {', '.join(known) or 'none'})"
+        )
+    evaluated = {m.name: m for m in from_evaluation(eval_dir, device, (), only=set(cfg.methods))}
     sources, images_of = {}, {}
     for method in cfg.methods:
         log.info("reader study: images of %s", method)
