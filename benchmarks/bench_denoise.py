@@ -34,10 +34,10 @@ import numpy as np
 import torch
 from pydicom.uid import generate_uid
 
-from fastdat.data.dicom import scan_folder
 from fastdat.inference import denoise_path
 from fastdat.io.dicom import series_volume
 from fastdat.io.dicom_write import write_derived_series, write_nm_volume
+from fastdat.io.image import scan_folder
 from fastdat.simulate.cohort import resolve_config, simulate_cohort
 
 SIDE = 128

@@ -1,8 +1,10 @@
 """The package's import structure: no circles, and data flows one way through the stages.
 
 Every ``import`` of a ``fastdat`` module in the source (at the top of a module or inside a
-function: both are dependencies) is an edge. A package's ``__init__`` importing its own
-submodules is not counted (Python runs a package's ``__init__`` before any submodule anyway).
+function: both are dependencies) is an edge, including a package ``__init__`` importing its own
+submodules; ``from pkg import sub`` depends on ``pkg`` (its ``__init__`` runs first) and on
+``pkg.sub``. Only the root package ``fastdat`` (the version and a lazy ``fastdat.denoise``) is
+left out.
 """
 
 from __future__ import annotations
@@ -54,16 +56,18 @@ def import_graph() -> dict[str, set[str]]:
             if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
                 if not node.module.startswith("fastdat"):
                     continue
-                targets = [
-                    f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in mods else node.module
+                # ``from pkg import sub`` runs ``pkg/__init__`` first: it depends on both
+                targets = [node.module] + [
+                    f"{node.module}.{a.name}"
                     for a in node.names
+                    if f"{node.module}.{a.name}" in mods
                 ]
             elif isinstance(node, ast.Import):
                 targets = [a.name for a in node.names if a.name.split(".")[0] == "fastdat"]
             else:
                 continue
             for t in targets:
-                if t != mod and not t.startswith(mod + "."):
+                if t != mod and t != "fastdat":  # the root package: version and lazy API only
                     edges[mod].add(t)
     return edges
 

@@ -16,11 +16,11 @@ from pydicom.data import get_testdata_file
 from pydicom.uid import generate_uid
 
 from fastdat.cli import main
-from fastdat.data.dicom import scan_folder
 from fastdat.data.localize import locate_striata
 from fastdat.inference import denoise, denoise_path, load_denoiser
 from fastdat.io.dicom import series_volume
 from fastdat.io.dicom_write import write_nm_volume
+from fastdat.io.image import scan_folder
 from fastdat.methods import predict
 from fastdat.models import build_model
 from fastdat.models.checkpoint import PACKAGED

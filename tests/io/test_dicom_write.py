@@ -12,7 +12,6 @@ from pydicom.dataset import FileMetaDataset
 from pydicom.uid import ExplicitVRLittleEndian, generate_uid
 
 import fastdat.io.dicom
-from fastdat.data.dicom import scan_folder
 from fastdat.io.dicom import (
     LPS_TO_RAS,
     NM_IMAGE_STORAGE,
@@ -20,6 +19,7 @@ from fastdat.io.dicom import (
     series_volume,
 )
 from fastdat.io.dicom_write import write_derived_series, write_nm_volume
+from fastdat.io.image import scan_folder
 
 SHAPE = (9, 11, 7)  # (slices, rows, cols) as stored: odd and unequal on purpose
 

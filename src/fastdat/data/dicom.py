@@ -1,7 +1,7 @@
 """A site's DICOM exports as dataset studies: walk, recognise, group, pair, check geometry.
 
-Every file under ``ROOT`` is read once, header only (:func:`fastdat.io.image.scan_folder`, also
-importable from here). Files that are not reconstructed NM tomograms (another modality, planar or
+Every file under ``ROOT`` is read once, header only (:func:`fastdat.io.image.scan_folder`).
+Files that are not reconstructed NM tomograms (another modality, planar or
 projection data, no pixel data, not DICOM at all) are reported with their reason and left out. The
 rest are grouped by patient, study and series; a series is a multi-frame NM object (frames = slices)
 or a stack of single-slice objects. Series of the same study are paired by acquisition duration

@@ -135,7 +135,7 @@ def evaluate(
         "filter": choose_best(validation, "filter"),
     }
 
-    preds, sbr = _restore_test(ds, methods, device, quant)
+    preds, sbr = _restore_test(ds, methods, quant)
     y = crops[LONG][test].astype(np.float64)
     truth = crops["truth"][test].astype(np.float64) if "truth" in crops else None
     if truth is not None:
@@ -198,7 +198,7 @@ def evaluate(
     return write_page(out_dir, note, quant_dir, timings)
 
 
-def _restore_test(ds, methods: list[Method], device, quant: QuantConfig | None):
+def _restore_test(ds, methods: list[Method], quant: QuantConfig | None):
     """Every method's image of every test crop, each study restored once; and the SBR rows.
 
     Returns:

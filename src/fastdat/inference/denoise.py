@@ -238,7 +238,7 @@ def denoise_volume(
     Raises:
         RestorationRefused: See the class; the reason names every failed check.
     """
-    from fastdat.inference import safety
+    import fastdat.inference.safety as safety
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")

@@ -25,6 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from fastdat.methods.filters import apply as apply_filter
+
 RAW, LONG, TRUTH = "5min", "25min", "truth"
 """The names of the raw short image, the long reference image and the truth."""
 KINDS = ("raw", "filter", "network", "reference")
@@ -110,9 +112,7 @@ class Method:
         if self.kind in ("raw", "reference"):
             return x
         if self.kind == "filter":
-            from fastdat.methods.filters import apply
-
-            return apply(self.name, x, self.params)
+            return apply_filter(self.name, x, self.params)
         return predict(self.model, x, self.device)
 
     def apply_volume(self, volume: np.ndarray) -> np.ndarray:

@@ -114,4 +114,7 @@ def build_model(
 
 def _load_builtin() -> None:
     """Import the modules that register the built-in architectures."""
-    from fastdat.models import monai_nets, r2unet, transunet, unet1  # noqa: F401
+    import fastdat.models.monai_nets  # noqa: F401
+    import fastdat.models.r2unet  # noqa: F401
+    import fastdat.models.transunet  # noqa: F401
+    import fastdat.models.unet1  # noqa: F401

@@ -32,7 +32,7 @@ from typing import Any
 
 import numpy as np
 
-from fastdat.readerstudy import store as st
+import fastdat.readerstudy.store as st
 from fastdat.stats import icc, weighted_kappa
 
 log = logging.getLogger(__name__)

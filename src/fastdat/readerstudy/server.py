@@ -44,8 +44,8 @@ from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from pydantic import BaseModel, Field
 
-from fastdat.readerstudy import pages
-from fastdat.readerstudy import store as st
+import fastdat.readerstudy.pages as pages
+import fastdat.readerstudy.store as st
 
 log = logging.getLogger(__name__)
 
