@@ -7,9 +7,10 @@
 recorded). Run it from a clean checkout: it refuses a source tree with uncommitted changes, and a
 run trained from one, so that the sidecar's ``git_commit`` names code anyone can check out. The
 sidecar records the training cohort (simulation preset, seed, size, split) so that ``fastdat
-study`` refuses to test the model on its own training patients, and keeps the input range
-(``input_range``) of the model it replaces unless ``--input-range FILE`` gives a new one
-(``python benchmarks/ood_denoise.py ... --range``).
+study`` refuses to test the model on its own training patients, and the input range
+(``input_range``: :func:`fastdat.inference.safety.input_features` of the training split's
+5-min volumes, min and max) that ``fastdat denoise`` checks its inputs against;
+``--input-range FILE`` records a given one instead.
 """
 
 from __future__ import annotations
@@ -23,8 +24,37 @@ from pathlib import Path
 import yaml
 
 from fastdat.config import git_commit
+from fastdat.data import read_dataset
+from fastdat.data.volumes import study_sources
+from fastdat.inference.safety import input_features
 from fastdat.models import load_model, save_model
 from fastdat.models.checkpoint import PACKAGED, read_sidecar
+
+
+def training_input_range(dataset: Path, kind: str) -> dict:
+    """Min and max of each input feature over the training split's whole ``kind`` volumes."""
+    ds = read_dataset(dataset)
+    split = ds.split_of_study
+    feats, voxels = [], set()
+    for src in study_sources(ds, (kind,)):
+        if split.get(src.study_id) != "train":
+            continue
+        volume, voxel_mm = src.loaders[kind]()
+        feats.append(input_features(volume, voxel_mm))
+        voxels.add(round(float(voxel_mm), 4))
+    if len(voxels) != 1:
+        sys.exit(f"refused: {dataset}'s training studies have voxel sizes {sorted(voxels)}")
+    rng = {
+        k: [round(min(f[k] for f in feats), 4), round(max(f[k] for f in feats), 4)]
+        for k in ("noise", "contrast")
+    }
+    return {
+        "voxel_mm": voxels.pop(),
+        **rng,
+        "n_studies": len(feats),
+        "source": f"{kind} volumes of the {len(feats)} training-split studies of the "
+        "training cohort (scripts/package_default_model.py)",
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--run", required=True, type=Path, help="run folder of fastdat train")
     ap.add_argument("--eval", required=True, type=Path, help="fastdat evaluate folder of the run")
     ap.add_argument("--label", default="unet4", help="the run's method name in the evaluation")
-    ap.add_argument("--input-range", type=Path, help="JSON input range (else the current one)")
+    ap.add_argument("--input-range", type=Path, help="JSON input range (else the training split's)")
     args = ap.parse_args(argv)
 
     here = git_commit()
@@ -50,9 +80,10 @@ def main(argv: list[str] | None = None) -> int:
     with open(args.eval / "summary.csv") as f:
         test = {r["method"]: r for r in csv.DictReader(f)}
     stem = PACKAGED["default"]
-    current = read_sidecar(stem) if stem.with_suffix(".json").exists() else {}
     input_range = (
-        json.loads(args.input_range.read_text()) if args.input_range else current["input_range"]
+        json.loads(args.input_range.read_text())
+        if args.input_range
+        else training_input_range(dataset, run["train"]["input_kind"])
     )
     extra = {
         "trained_on": "simulated data: FastDaT's paper cohort (fastdat study --preset paper)",

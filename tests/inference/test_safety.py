@@ -152,7 +152,8 @@ def test_output_checks_catch_each_kind_of_change():
 
 def test_cli_records_checks_refuses_structure_and_out_of_distribution(cohort, tmp_path, capsys):
     """``fastdat denoise``: an in-distribution study is written with every check in its
-    provenance; a smooth one is refused (exit 2, nothing written, the reason in the summary);
+    provenance; a smooth one (the noise-free truth at the reconstruction's 12 mm resolution) is
+    refused (exit 2, nothing written, the reason in the summary);
     ``--refuse-ood`` refuses it before the network, naming the input check."""
     import json
 
@@ -162,7 +163,7 @@ def test_cli_records_checks_refuses_structure_and_out_of_distribution(cohort, tm
     src = tmp_path / "in"
     src.mkdir()
     nib.save(nib.Nifti1Image(cohort[1]["recon_5min"], affine), src / "a.nii.gz")
-    smooth = ndimage.gaussian_filter(cohort[1]["recon_25min"], 1.0)
+    smooth = ndimage.gaussian_filter(cohort[1]["truth"], 12.0 / 2.355 / 3.3)
     nib.save(nib.Nifti1Image(smooth, affine), src / "b.nii.gz")
     out = tmp_path / "out"
     assert main(["denoise", str(src), "--out", str(out), "--device", "cpu"]) == 2

@@ -20,12 +20,19 @@ in its sidecar (``input_range``; :func:`input_features` on the training studies'
   counts. A denoiser lowers it (0.52-0.65 for the default model on 5-min test studies, 0.3-0.4
   from the 5-min to the 25-min image itself); above 1 it added high-frequency structure.
 - ``head_change`` / ``hot_change``: relative change of the mean over the head and over the hot
-  region (voxels above 70 % of the input's smoothed maximum: the striata where they are visible;
-  its mean change tracks the striatal labels' within ~2 points on simulated studies).
+  region: voxels above 70 % of the maximum of the input smoothed by a Gaussian of
+  :data:`HOT_SIGMA` voxels (the striata where they are visible). The mask is that smooth so that
+  it does not select the input's own noise peaks, which any denoiser lowers: with a 1.5-voxel
+  mask the default model's grade-3 restoration of an unfamiliar anatomy read -12.7 % where the
+  striatal labels' mean changed -5.0 %. With 3 voxels its change tracks the labels' within 1.4
+  points (median; 4.4 at most) on 60 simulated ``paper`` studies.
 - ``slice_sum_change``: the largest relative change of a slice's total.
 
-The bounds come from the default model on in-distribution 5-min studies (see
-``benchmarks/ood_denoise.py``, which prints both groups for in- and out-of-distribution inputs).
+The bounds come from the default model on in-distribution 5-min studies: its largest values over
+the first 60 studies of the ``paper`` cohort are hf_ratio 0.52, hf_ratio_slice_max 0.87,
+head_change -5.3 %, hot_change -4.3 % and slice_sum_change 0.196 (a slice holding 5-8 % of the
+largest slice's counts), and each bound lies above them (``benchmarks/ood_denoise.py`` prints both
+groups for in- and out-of-distribution inputs).
 """
 
 from __future__ import annotations
@@ -41,13 +48,15 @@ BOUNDS = {
     "hf_ratio_slice_max": 3.0,
     "head_change": 0.10,
     "hot_change": 0.12,
-    "slice_sum_change": 0.20,
+    "slice_sum_change": 0.25,
 }
 """Largest accepted value of each output check (``*_change``: absolute relative change)."""
 INPUT_MARGIN = 0.5
 """An input feature is out of range when it lies beyond the training range widened by this
 share of its width on each side (voxel size: beyond +/-20 % of the training voxel)."""
 VOXEL_TOLERANCE = 0.2
+HOT_SIGMA = 3.0
+"""SD (voxels) of the Gaussian that smooths the input before its hot region is thresholded."""
 
 
 def _head(x: np.ndarray) -> np.ndarray:
@@ -120,7 +129,7 @@ def output_features(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     sums_x, sums_y = x.sum(axis=(0, 1)), y.sum(axis=(0, 1))
     busy = sums_x >= 0.05 * sums_x.max() if sums_x.max() > 0 else np.zeros_like(sums_x, bool)
     busy &= ex > 0
-    smooth = ndimage.gaussian_filter(x, 1.5)
+    smooth = ndimage.gaussian_filter(x, HOT_SIGMA)
     hot = smooth > 0.7 * smooth.max() if smooth.max() > 0 else head
     return {
         "hf_ratio": float(ey.sum() / ex.sum()) if ex.sum() > 0 else float("inf"),
