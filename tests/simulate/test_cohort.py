@@ -208,3 +208,34 @@ def test_study_from_another_config_is_refused(cohort, tmp_path):
     (out / "manifest.csv").unlink()
     with pytest.raises(FileExistsError, match="sim0002 was made with a different config"):
         simulate_cohort(_tiny(), out, progress=False)
+
+
+def test_sweep_cohort_writes_replicates_noise_free_and_chosen_projections(tmp_path):
+    """A scan-time cohort: every duration, its noise realizations and the noise-free image are
+    recon_* columns a dataset reads as image kinds; only the longest projections are kept; the
+    motion drawn for each shorter scan is recorded with the study."""
+    from fastdat.data.dataset import sources_from_simulation
+
+    sets = [
+        "cohort.n_studies=1",
+        "acquisition.durations_min=[25,10,2]",
+        "acquisition.mode=independent",
+        "acquisition.motion_mm=1.0",
+        "acquisition.replicates=2",
+        "acquisition.save_projections=longest",
+        "recon.noise_free=true",
+    ]
+    simulate_cohort(_tiny(*sets), tmp_path, progress=False)
+    row = _rows(tmp_path)[0]
+    kinds = ["25min", "10min", "2min", "noisefree"]
+    kinds += [f"{d}_r{k}" for d in ("25min", "10min", "2min") for k in (1, 2)]
+    assert {f"recon_{k}" for k in kinds} <= set(row)
+    assert "proj_25min" in row and "proj_10min" not in row and "proj_2min" not in row
+    assert not (tmp_path / "studies" / "sim0001" / "proj_2min.nii.gz").exists()
+    (src,) = sources_from_simulation(tmp_path, tuple(kinds))
+    vols = {k: src.loaders[k]()[0] for k in kinds}
+    assert all(v.shape == (26, 26, 16) and v.min() >= 0 for v in vols.values())
+    assert not np.array_equal(vols["2min"], vols["2min_r1"])
+    meta = json.loads((tmp_path / "studies" / "sim0001" / "study.json").read_text())
+    assert set(meta["motion"]) == {"10min", "2min"}
+    assert int(row["counts_2min"]) / int(row["counts_25min"]) == pytest.approx(0.08, abs=0.01)

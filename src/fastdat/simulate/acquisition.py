@@ -14,7 +14,26 @@ estimation (Axelsson 1984; Msaki 1987) used forwards; it captures the broad, low
 lowers striatal contrast and fills the air around the head, not its dependence on depth or energy.
 ``beta`` is set per study so that the background is exactly ``background_fraction`` of all detected
 counts (20-35 % for 123I with LEHR, ``domain.md``); ``kappa`` scales the total to ``counts`` (the
-25-min acquisition). Shorter durations are binomial thinnings of the longest.
+25-min acquisition).
+
+Durations (``acquisition.mode``):
+
+- ``"nested"`` (default): shorter durations are binomial thinnings of the longest, each of the
+  next longer one, so a 5-min scan is a subset of the 25-min scan's counts, as a scan's first
+  minutes would be, or an archived scan thinned after the fact. A short image and the long one
+  then share noise.
+- ``"independent"``: one acquisition per duration, each ``y_d ~ Poisson(kappa_d (p + b))`` with
+  ``kappa_d = kappa t_d / t_longest``, drawn independently, as separate scans would be. With
+  ``motion_mm`` / ``motion_deg`` each shorter acquisition sees the subject moved rigidly (a
+  rotation about each axis with SD ``motion_deg`` and a shift along each with SD
+  ``motion_mm``, about the grid centre) from the longest acquisition's pose, which the truth,
+  labels and attenuation map keep. The attenuation map follows the head in the reconstruction of
+  a moved acquisition (as an attenuation map fitted to that acquisition's outline would).
+
+``replicates`` adds that many further independent scans of every duration at the reference pose
+(``Poisson(kappa_d (p + b))``): noise realizations of the same subject for the precision of what
+is measured in the images (the SD across them). Distributionally these equal the disjoint
+``t_d`` subsets of a longer scan (a Poisson process split in time).
 
 Reconstruction: OSEM with the attenuation and collimator-response model, on the central ``N x Z``
 detector region that sees the object grid. With ``scatter_correction = "none"`` (a common clinical
@@ -22,6 +41,13 @@ choice for DaTscan) the background stays in the image; ``"model"`` gives OSEM th
 background (an ideal scatter estimate). Images are divided by the acquisition time, so all durations
 share one scale (counts / s per voxel, proportional to activity concentration), then smoothed with a
 3D Gaussian post-filter.
+
+``recon.noise_free`` adds the noise-free reconstruction: the same OSEM (iterations, subsets,
+post-filter) of the expected projections ``kappa (p + b)`` of the longest acquisition, per second.
+Without scatter correction OSEM from a uniform start is scale-equivariant (scaling the data
+scales every iterate), so this one image is the noise-free reconstruction of every duration; with
+``scatter_correction = "model"`` it is the longest duration's. Against it, image quality measures
+a method's noise and bias and not the partial-volume loss that every reconstruction shares.
 """
 
 from __future__ import annotations
@@ -29,12 +55,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
+from scipy import ndimage
 
 from fastdat.tomo.collimator import FWHM_TO_SIGMA, get_collimator
 from fastdat.tomo.counts import poisson_counts, thin_counts
 from fastdat.tomo.osem import OSEMConfig, gaussian_filter3d, osem, subset_views
-from fastdat.tomo.projector import SPECTProjector, outside_field_of_view
+from fastdat.tomo.projector import SPECTProjector, field_of_view, outside_field_of_view
+
+MODES = ("nested", "independent")
 
 
 @dataclass(frozen=True)
@@ -54,7 +84,16 @@ class AcquisitionConfig:
         counts_median: Median total counts of the longest acquisition.
         counts_log_sd: SD of log total counts across subjects.
         counts_min, counts_max: Clip range of total counts.
-        durations_min: Acquisition durations (minutes); the longest is acquired, the rest thinned.
+        durations_min: Acquisition durations (minutes).
+        mode: ``"nested"`` (shorter durations thinned from the longest) or ``"independent"``
+            (one acquisition per duration), see the module.
+        motion_mm: SD of the subject's shift along each axis between acquisitions (mm;
+            ``independent`` only).
+        motion_deg: SD of its rotation about each axis between acquisitions (degrees;
+            ``independent`` only).
+        replicates: Further independent scans of every duration (noise realizations).
+        save_projections: Which projections a cohort writes: ``"all"`` durations,
+            ``"longest"`` only, or ``"none"``.
     """
 
     detector_size: int = 128
@@ -71,9 +110,32 @@ class AcquisitionConfig:
     counts_min: float = 1.5e6
     counts_max: float = 3.0e6
     durations_min: tuple[float, ...] = (25.0, 5.0)
+    mode: str = "nested"
+    motion_mm: float = 0.0
+    motion_deg: float = 0.0
+    replicates: int = 0
+    save_projections: str = "all"
 
     def __post_init__(self) -> None:
         get_collimator(self.collimator)
+        if self.mode not in MODES:
+            raise ValueError(f"acquisition.mode must be one of {MODES}, got {self.mode!r}")
+        if self.motion_mm < 0 or self.motion_deg < 0:
+            raise ValueError("acquisition.motion_mm and motion_deg must be >= 0")
+        if (self.motion_mm or self.motion_deg) and self.mode != "independent":
+            raise ValueError(
+                "acquisition.motion_mm / motion_deg need acquisition.mode=independent: nested "
+                "durations are parts of one acquisition"
+            )
+        if self.replicates < 0:
+            raise ValueError(f"acquisition.replicates must be >= 0, got {self.replicates}")
+        if self.save_projections not in ("all", "longest", "none"):
+            raise ValueError(
+                "acquisition.save_projections must be 'all', 'longest' or 'none', "
+                f"got {self.save_projections!r}"
+            )
+        if len(set(self.durations_min)) != len(self.durations_min):
+            raise ValueError(f"acquisition.durations_min repeats a value: {self.durations_min}")
         if self.n_views < 1:
             raise ValueError(f"acquisition.n_views must be >= 1, got {self.n_views}")
         if self.detector_size < 8:
@@ -109,12 +171,14 @@ class ReconConfig:
         iterations, subsets: OSEM settings.
         postfilter_fwhm_mm: 3D Gaussian post-filter FWHM (mm); 0 for none.
         scatter_correction: ``"none"`` (background left in the image) or ``"model"``.
+        noise_free: Also reconstruct the expected projections (see the module).
     """
 
     iterations: int = 8
     subsets: int = 8
     postfilter_fwhm_mm: float = 6.0
     scatter_correction: str = "none"
+    noise_free: bool = False
 
     def __post_init__(self) -> None:
         OSEMConfig(self.iterations, self.subsets)
@@ -181,6 +245,27 @@ def draw_total_counts(rng: torch.Generator, cfg: AcquisitionConfig) -> float:
     return float(min(max(c, cfg.counts_min), cfg.counts_max))
 
 
+def rigid_move(
+    volume: np.ndarray, angles_deg: np.ndarray, shift_mm: np.ndarray, voxel_mm: float, order: int
+) -> np.ndarray:
+    """``volume`` ``(N, N, Z)`` rotated by ``angles_deg`` (about x, y, z, applied in that order)
+    and shifted by ``shift_mm`` (x, y, z), about the grid centre; zero outside the inscribed
+    field of view. ``order``: spline order (1 for activity and attenuation, 0 for labels)."""
+    ax, ay, az = np.deg2rad(np.asarray(angles_deg, float))
+    rx = np.array([[1, 0, 0], [0, np.cos(ax), -np.sin(ax)], [0, np.sin(ax), np.cos(ax)]])
+    ry = np.array([[np.cos(ay), 0, np.sin(ay)], [0, 1, 0], [-np.sin(ay), 0, np.cos(ay)]])
+    rz = np.array([[np.cos(az), -np.sin(az), 0], [np.sin(az), np.cos(az), 0], [0, 0, 1]])
+    rot = rz @ ry @ rx
+    centre = (np.asarray(volume.shape, float) - 1) / 2
+    shift = np.asarray(shift_mm, float) / voxel_mm
+    # output voxel o samples input at rot^-1 (o - centre - shift) + centre
+    inv = rot.T
+    offset = centre - inv @ (centre + shift)
+    out = ndimage.affine_transform(volume, inv, offset=offset, order=order, mode="constant")
+    fov = field_of_view(volume.shape[0]).numpy()
+    return (out * fov[:, :, None]).astype(volume.dtype)
+
+
 def simulate_acquisition(
     activity: torch.Tensor,
     mu: torch.Tensor,
@@ -190,7 +275,7 @@ def simulate_acquisition(
     recon: ReconConfig,
     generator: torch.Generator,
     device: torch.device | str = "cpu",
-) -> dict[str, dict[float, torch.Tensor]]:
+) -> dict[str, dict]:
     """Simulate all durations of one study and reconstruct each.
 
     Args:
@@ -199,12 +284,17 @@ def simulate_acquisition(
         voxel_mm: Voxel and detector-bin size (mm).
         total_counts: Expected total counts of the longest acquisition.
         cfg: Acquisition settings. recon: Reconstruction settings.
-        generator: Random generator for the counts (on ``device``).
+        generator: Random generator for the counts and the motion (on ``device``).
         device: Where to compute.
 
     Returns:
-        ``{"projections": {minutes: int32 (V, D, D)}, "images": {minutes: float32 (N, N, Z)}}``;
-        images are counts / s per voxel, post-filtered.
+        ``{"projections": {minutes: int32 (V, D, D)}, "images": {minutes: float32 (N, N, Z)},
+        "replicates": {minutes: [float32 (N, N, Z), ...]}, "noise_free": float32 (N, N, Z) or
+        None, "motion": {minutes: {"angles_deg": [3], "shift_mm": [3]}}, "expected": float
+        (V, D, D) expected counts of the longest acquisition}``; images are
+        counts / s per voxel, post-filtered. With ``mode="nested"``, no replicates and no
+        noise-free image, the random draws (and so the numbers) are those of the nested
+        simulation alone.
     """
     if total_counts <= 0:
         raise ValueError(f"total counts must be > 0, got {total_counts}")
@@ -221,24 +311,74 @@ def simulate_acquisition(
         intrinsic_fwhm_mm=cfg.intrinsic_fwhm_mm,
         device=device,
     )
+    activity = activity.to(device, torch.float32)
     mu = mu.to(device, torch.float32)
-    proj = SPECTProjector(n, nz, voxel_mm, cfg.n_views, mu_map=mu, **kw)
-    primary = embed(proj.A(activity.to(device, torch.float32)), cfg.detector_size)
-    background = add_background(primary, voxel_mm, cfg)
+    osem_cfg = OSEMConfig(recon.iterations, recon.subsets)
+    views = subset_views(cfg.n_views, recon.subsets)
+
+    def system(act: torch.Tensor, att: torch.Tensor):
+        """Projector subsets and expected counts (primary, background) of one pose."""
+        proj = SPECTProjector(n, nz, voxel_mm, cfg.n_views, mu_map=att, **kw)
+        primary = embed(proj.A(act), cfg.detector_size)
+        return [proj.subset(v) for v in views], primary, add_background(primary, voxel_mm, cfg)
+
+    def reconstruct(y: torch.Tensor, subsets, bg: torch.Tensor | None, seconds: float):
+        x = osem(crop(y, n, nz).float(), subsets, bg, osem_cfg)
+        return gaussian_filter3d(x / seconds, recon.postfilter_fwhm_mm, voxel_mm).float()
+
+    subsets, primary, background = system(activity, mu)
     scale = total_counts / float((primary + background).sum())
     expected = (primary + background) * scale
     longest = max(cfg.durations_min)
-    counts = thin_counts(
-        poisson_counts(expected, generator), [60.0 * d for d in cfg.durations_min], generator
-    )
-    projections = {d: counts[60.0 * d] for d in cfg.durations_min}
-    subsets = [proj.subset(v) for v in subset_views(cfg.n_views, recon.subsets)]
+    shorter = sorted((d for d in cfg.durations_min if d != longest), reverse=True)
+    long_counts = poisson_counts(expected, generator)
+    motion: dict[float, dict[str, list[float]]] = {}
+    poses = {d: (subsets, background * scale) for d in cfg.durations_min}
+    if cfg.mode == "nested":
+        counts = thin_counts(long_counts, [60.0 * d for d in cfg.durations_min], generator)
+        projections = {d: counts[60.0 * d] for d in cfg.durations_min}
+    else:
+        projections = {longest: long_counts}
+        for d in shorter:
+            exp_d = expected
+            if cfg.motion_mm or cfg.motion_deg:
+                draw = torch.randn(
+                    6, generator=generator, dtype=torch.float64, device=generator.device
+                )
+                angles = (draw[:3] * cfg.motion_deg).cpu().numpy()
+                shift = (draw[3:] * cfg.motion_mm).cpu().numpy()
+                motion[d] = {"angles_deg": angles.tolist(), "shift_mm": shift.tolist()}
+                act_d, mu_d = (
+                    torch.from_numpy(rigid_move(v.cpu().numpy(), angles, shift, voxel_mm, 1)).to(
+                        device
+                    )
+                    for v in (activity, mu)
+                )
+                sub_d, prim_d, bg_d = system(act_d, mu_d)
+                exp_d = (prim_d + bg_d) * scale
+                poses[d] = (sub_d, bg_d * scale)
+            projections[d] = poisson_counts(exp_d * (d / longest), generator)
     images = {}
-    for d, y in projections.items():
-        bg = None
-        if recon.scatter_correction == "model":
-            bg = crop(background * scale * (d / longest), n, nz)
-        x = osem(crop(y, n, nz).float(), subsets, bg, OSEMConfig(recon.iterations, recon.subsets))
-        x = gaussian_filter3d(x / (60.0 * d), recon.postfilter_fwhm_mm, voxel_mm)
-        images[d] = x.float()
-    return {"projections": projections, "images": images}
+    for d in cfg.durations_min:
+        sub, bg = poses[d]
+        bg = crop(bg * (d / longest), n, nz) if recon.scatter_correction == "model" else None
+        images[d] = reconstruct(projections[d], sub, bg, 60.0 * d)
+    replicates: dict[float, list[torch.Tensor]] = {}
+    for d in cfg.durations_min:
+        bg = crop(background * scale * (d / longest), n, nz)
+        bg = bg if recon.scatter_correction == "model" else None
+        for _ in range(cfg.replicates):
+            y = poisson_counts(expected * (d / longest), generator)
+            replicates.setdefault(d, []).append(reconstruct(y, subsets, bg, 60.0 * d))
+    noise_free = None
+    if recon.noise_free:
+        bg = crop(background * scale, n, nz) if recon.scatter_correction == "model" else None
+        noise_free = reconstruct(expected, subsets, bg, 60.0 * longest)
+    return {
+        "projections": projections,
+        "images": images,
+        "replicates": replicates,
+        "noise_free": noise_free,
+        "motion": motion,
+        "expected": expected,
+    }

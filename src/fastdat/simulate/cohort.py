@@ -4,7 +4,9 @@ Layout of a cohort directory ``DIR``::
 
     config.yaml              resolved config + provenance (version, git commit, seeds)
     manifest.csv             one row per study (demographics, grades, counts, relative paths)
-    studies/<study_id>/      truth, mu_map, labels, recon_<d>min, proj_<d>min (.nii.gz), study.json
+    studies/<study_id>/      truth, mu_map, labels, recon_<d>min, proj_<d>min (.nii.gz), study.json;
+                             with acquisition.replicates R also recon_<d>min_r1 .. _rR (further
+                             noise realizations), with recon.noise_free recon_noisefree
     montage.png              truth / 25-min / 5-min, one study per grade
     realism.csv, realism.json  per-study and summary image-quality and SBR checks
 
@@ -227,11 +229,20 @@ def simulate_study(
     row: dict[str, Any] = {"study_id": study_id, "patient_id": f"P{index + 1:04d}", **demo}
     for d, y in sim["projections"].items():
         row[f"counts_{duration_name(d)}"] = int(y.sum())
-    for d, img in sim["images"].items():
-        name = f"recon_{duration_name(d)}"
+    images = {duration_name(d): img for d, img in sim["images"].items()}
+    for d, reps in sim["replicates"].items():
+        images.update({f"{duration_name(d)}_r{k + 1}": img for k, img in enumerate(reps)})
+    if sim["noise_free"] is not None:
+        images["noisefree"] = sim["noise_free"]
+    for kind, img in images.items():
+        name = f"recon_{kind}"
         files[name] = f"{name}.nii.gz"
         _save(tmp / files[name], img.cpu().numpy(), phantom.affine)
+    save = cfg.acquisition.save_projections
+    longest = max(sim["projections"])
     for d, y in sim["projections"].items():
+        if save == "none" or (save == "longest" and d != longest):
+            continue
         name = f"proj_{duration_name(d)}"
         files[name] = f"{name}.nii.gz"
         # (lateral, axial, view) int32 counts; "voxel" size: bin (mm), bin (mm), step (deg)
@@ -244,6 +255,7 @@ def simulate_study(
         "manifest": row,
         "subject": subject,
         "expected_total_counts": total,
+        "motion": {duration_name(d): m for d, m in sim["motion"].items()},
         "seed_entropy": [cfg.cohort.seed, index],
         "config_sha256": digest,
     }
@@ -357,7 +369,9 @@ def simulate_cohort(
     from fastdat.simulate.report import montage, realism_report
 
     graded = [r for r in rows if r["grade_left"] != ""]
-    if graded:
+    if graded and not {"recon_5min", "recon_25min"} <= set(rows[0]):
+        log.info("no realism report or montage: they compare 5- and 25-min images")
+    elif graded:
         summary = realism_report(out_dir, graded)
         log.info(
             "realism: 5-min vs 25-min crops PSNR %.2f dB, SSIM %.3f over %d studies (%s)",

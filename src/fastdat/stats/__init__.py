@@ -2,7 +2,11 @@
 
 A leaf: every stage may import it, it imports no stage. :mod:`.formulas` holds the formulas
 (numpy and scipy distributions only, tested against independent references);
-:mod:`.tables` reads CSV files for ``fastdat stats`` and formats results.
+:mod:`.tables` reads CSV files for ``fastdat stats`` and formats results. For task-based
+evaluation across scan times: :mod:`.roc` (AUC with DeLong intervals, paired differences, the
+inconclusive share of a decision variable), :mod:`.observer` (channelized Hotelling observer,
+Laguerre-Gauss and Gabor channels, subject-grouped train / test folds) and :mod:`.iso`
+(iso-performance scan time with subject bootstrap, noise scaling exponent).
 """
 
 from fastdat.stats.formulas import (
