@@ -30,6 +30,7 @@ STAGES = (
     "quantification",
     "inference",
     "evaluation",
+    "sweep",
     "readerstudy",
     "study",
     "cli",

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fastdat.methods.filters import VOLUME_FILTERS
 from fastdat.methods.filters import apply as apply_filter
 
 RAW, LONG, TRUTH = "5min", "25min", "truth"
@@ -112,11 +113,16 @@ class Method:
         if self.kind in ("raw", "reference"):
             return x
         if self.kind == "filter":
+            if self.name in VOLUME_FILTERS:
+                raise ValueError(f"{self.name} filters volumes: use apply_volume")
             return apply_filter(self.name, x, self.params)
         return predict(self.model, x, self.device)
 
     def apply_volume(self, volume: np.ndarray) -> np.ndarray:
-        """The method applied slice by slice to an ``(X, Y, Z)`` volume (axial slices)."""
+        """The method applied to an ``(X, Y, Z)`` volume: slice by slice (axial slices), a
+        volume filter (:data:`~fastdat.methods.filters.VOLUME_FILTERS`) in 3D."""
+        if self.kind == "filter" and self.name in VOLUME_FILTERS:
+            return apply_filter(self.name, np.asarray(volume, dtype=np.float64), self.params)
         slices = np.moveaxis(np.asarray(volume, dtype=np.float64), -1, 0)
         return np.moveaxis(self.apply(slices), 0, -1)
 

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from fastdat.methods.base import LONG, RAW, TRUTH, Method
-from fastdat.methods.filters import FILTERS, tune
+from fastdat.methods.filters import FILTERS, VOLUME_FILTERS, tune
 
 
 def tune_filters(
@@ -60,10 +60,11 @@ def load_methods(
 
     labels = network_labels(networks or [])
     filters = dict(tuned or {})
-    unknown = sorted(set(filters) - set(FILTERS))
+    known = {*FILTERS, *VOLUME_FILTERS}
+    unknown = sorted(set(filters) - known)
     if unknown:
-        raise ValueError(f"unknown filter(s) {unknown} (known: {', '.join(FILTERS)})")
-    clash = set(labels) & {RAW, LONG, TRUTH, *FILTERS}
+        raise ValueError(f"unknown filter(s) {unknown} (known: {', '.join(sorted(known))})")
+    clash = set(labels) & {RAW, LONG, TRUTH, *known}
     if clash:
         raise ValueError(f"network label(s) {sorted(clash)} clash with a raw or filter method")
     out = [Method(RAW, "raw")]

@@ -128,7 +128,7 @@ def calibrate(
             continue
         rule = GradingRule(float(n), float(a), float(c))
         pred = rule.grade(z_putamen, z_caudate)
-        k = _quadratic_kappa(grades, pred)
+        k = quadratic_kappa(grades, pred)
         if k > best_k + 1e-12:
             best, best_k = rule, k
     # report the winner with the statistics module's kappa (the one every table uses)
@@ -137,7 +137,7 @@ def calibrate(
     ).kappa
 
 
-def _quadratic_kappa(a: np.ndarray, b: np.ndarray, k: int = 4) -> float:
+def quadratic_kappa(a: np.ndarray, b: np.ndarray, k: int = 4) -> float:
     """Fast quadratic-weighted kappa for the threshold search (categories 0..k-1)."""
     obs = np.zeros((k, k))
     np.add.at(obs, (a, b), 1.0)

@@ -252,6 +252,20 @@ def quantify_volume(
     cfg = cfg or QuantConfig()
     vol = np.asarray(volume, dtype=np.float64)
     vois = place_vois(vol, voxel_mm, cfg)
+    return measure_sbr(vol, vois, voxel_mm, cfg), vois
+
+
+def measure_sbr(
+    volume: np.ndarray, vois: VOIs, voxel_mm: float, cfg: QuantConfig | None = None
+) -> dict[str, float]:
+    """All SBRs of ``volume`` ``(X, Y, Z)`` in VOIs already placed (on it or on another image
+    of the same subject and grid): the values of :func:`quantify_volume` without the fit.
+
+    Raises:
+        NoStriatumError: Striatal uptake not above the reference.
+    """
+    cfg = cfg or QuantConfig()
+    vol = np.asarray(volume, dtype=np.float64)
     values = label_sbr(vol, vois.labels)
     mean_striatum = (values["striatum_left"] + values["striatum_right"]) / 2
     if not mean_striatum >= cfg.min_striatal_sbr:
@@ -262,4 +276,4 @@ def quantify_volume(
     values.update(southampton_sbr(vol, vois, voxel_mm, cfg.striatal_volume_ml))
     values.update(derived(values))
     values["fit_score"] = vois.score
-    return values, vois
+    return values
