@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from fastdat.methods import filters as b
 
@@ -38,3 +39,28 @@ def test_nlm_reduces_noise():
     noisy = clean + 0.08 * rng.standard_normal(clean.shape)
     out = b.nlm(noisy, h=0.08)
     assert np.abs(out - clean).mean() < 0.6 * np.abs(noisy - clean).mean()
+
+
+def test_volume_filters_are_3d_low_passes_without_wrap_around():
+    """``gaussian3d`` is scipy's 3D Gaussian; ``butterworth3d`` keeps a constant volume, keeps
+    mass, lowers high frequencies and, mirrored at the borders, leaks nothing from one face to
+    the opposite one; a :class:`Method` of either filters volumes only."""
+    from fastdat.methods import Method
+    from fastdat.methods.filters import butterworth3d, gaussian3d
+
+    rng = np.random.default_rng(0)
+    v = rng.poisson(20, (16, 18, 10)).astype(float)
+    np.testing.assert_allclose(gaussian3d(v, 1.2), ndimage.gaussian_filter(v, 1.2, mode="reflect"))
+    np.testing.assert_allclose(butterworth3d(np.full((8, 8, 6), 3.0), 0.3, 4), 3.0, atol=1e-12)
+    b = butterworth3d(v, 0.3, 4)
+    assert b.sum() == pytest.approx(v.sum(), rel=0.02)
+    hf = lambda x: np.abs(np.diff(x, axis=0)).mean()  # noqa: E731
+    assert hf(b) < 0.5 * hf(v)
+    edge = np.zeros((16, 16, 8))
+    edge[0, 8, 4] = 100.0
+    be = butterworth3d(edge, 0.3, 4)  # a periodic filter would give [-1] as much as [1]
+    assert be[-1, 8, 4] < 0.01 * be[1, 8, 4]
+    m = Method("butterworth3d", "filter", params={"cutoff": 0.3, "order": 4})
+    np.testing.assert_allclose(m.apply_volume(v), b)
+    with pytest.raises(ValueError, match="volumes"):
+        m.apply(np.moveaxis(v, -1, 0))
