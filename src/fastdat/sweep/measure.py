@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -113,8 +114,9 @@ def measure_study(
 
     Returns:
         ``{"rows": [...], "patches": float32 (n_rows, 2, P, P) or None, "failure": str or
-        None}``; one row per (duration, method) with ``psnr_nf, ssim_nf, psnr_25, ssim_25`` and
-        the SBRs ``<measure>_<side>``, plus a ``noisefree`` and a ``truth`` row.
+        None}``; one row per (duration, method) with ``psnr_nf, ssim_nf, psnr_25, ssim_25``,
+        the SBRs ``<measure>_<side>`` and ``restore_s`` (seconds the restoration took), plus a
+        ``noisefree`` and a ``truth`` row.
     """
     i0, j0 = corner
     nf, vox = src.loaders[NOISE_FREE]()
@@ -155,12 +157,15 @@ def measure_study(
     for d, ms in methods.items():
         x = slab(src.loaders[kind(d)]()[0], i0, j0, size)
         for m in ms:
+            t0 = time.perf_counter()
             y = m.apply_volume(x)
+            seconds = time.perf_counter() - t0
             crops = np.moveaxis(y[:, :, slices], -1, 0)
             p_nf, s_nf = _iq(crops, ref_nf)
             p_25, s_25 = _iq(crops, ref_25)
             rec = {**base, "method": m.name, "kind": m.kind, "duration_min": float(d)}
             rec.update({"psnr_nf": p_nf, "ssim_nf": s_nf, "psnr_25": p_25, "ssim_25": s_25})
+            rec["restore_s"] = seconds
             rec.update(_sbr(y, vois, vox, qcfg))
             rows.append(rec)
             out_patches.append(patches(y, slices, centres, observer.patch_px))

@@ -237,6 +237,7 @@ def run_sweep(
     precision_sim: str | Path | None = None,
     device: str = "cpu",
     progress: bool = True,
+    timings: dict[str, float] | None = None,
 ) -> Path:
     """Run the sweep on cohort ``sim`` into ``out``; returns ``out / "report.html"``.
 
@@ -249,6 +250,7 @@ def run_sweep(
             SBR precision, or ``None`` (no ``sbr_sd_*`` figures).
         device: Torch device of the networks.
         progress: Progress bars.
+        timings: Stage wall times of the caller (the simulations), shown with the sweep's.
     """
     from fastdat.data.dataset import sources_from_simulation
     from fastdat.evaluation.evaluate import _default_quant
@@ -264,7 +266,7 @@ def run_sweep(
     out.mkdir(parents=True, exist_ok=True)
     if not (out / "config.yaml").exists():
         write_yaml(out / "config.yaml", {**doc, "provenance": provenance(device=str(device))})
-    timings: dict[str, float] = {}
+    timings = dict(timings or {})
     t0 = time.perf_counter()
     kinds = (*(kind(d) for d in cfg.durations), NOISE_FREE)
     ds = _dataset(sim, out / "dataset", cfg, cfg.split, kinds)
@@ -303,6 +305,13 @@ def run_sweep(
     write_csv(out / "fom.csv", foms)
     write_csv(out / "iso.csv", iso)
     n_test = sum(1 for r in results if r["rows"] and r["rows"][0]["split"] == "test")
+    cost: dict[str, dict[str, float]] = {}
+    for r in results:
+        for row in r["rows"]:
+            if "restore_s" in row:
+                per = cost.setdefault(row["method"], {})
+                d = kind(row["duration_min"])
+                per[d] = per.get(d, 0.0) + row["restore_s"] / max(n_test, 1)
     sim_cfg = yaml.safe_load((sim / "config.yaml").read_text())["config"]
     notes = [
         "SBR in fixed VOIs: placed once per patient on its noise-free reconstruction",
@@ -322,6 +331,7 @@ def run_sweep(
             "methods": {kind(d): [m.describe() for m in ms] for d, ms in methods.items()},
             "notes": notes,
             "timings": timings,
+            "restore_seconds_per_patient": cost,
         },
     )
     from fastdat.sweep.report import write_sweep_report
@@ -380,9 +390,12 @@ def run_sweep_study(
         return folder
 
     out.mkdir(parents=True, exist_ok=True)
+    timings = {}
     t0 = time.perf_counter()
     sim = Path(sim) if sim else cohort("simulate", out / "sim")
+    timings["simulate"] = time.perf_counter() - t0
     if precision_sim is None and doc.get("precision"):
+        t0 = time.perf_counter()
         precision_sim = cohort("precision", out / "precision-sim")
-    log.info("cohorts ready in %.0f s", time.perf_counter() - t0)
-    return run_sweep(sim, out, cfg, precision_sim, device, progress)
+        timings["simulate precision"] = time.perf_counter() - t0
+    return run_sweep(sim, out, cfg, precision_sim, device, progress, timings)
