@@ -9,9 +9,10 @@ is clamped at zero (activity is non-negative).
 
 The networks were trained on crops centred on the striata, and their output depends on where
 the striata sit in the input (strided down-sampling and zero-padded borders): on the 50 test
-studies of the simulated ``paper`` cohort, the default model's crop PSNR drops by 0.5-0.8 dB when
-the crop moves by 1 pixel and by ~1.5 dB at 2 pixels. Hence three modes, measured on those 50
-studies against the crop-based result (crops where the dataset builder cuts them):
+studies of the simulated ``paper`` cohort, the default model's crop PSNR drops by 0.54 dB when
+the crop moves by 1 pixel and by 1.9 dB at 2 pixels (``benchmarks/shift_sensitivity.py``).
+Hence three modes, measured on those 50 studies against the crop-based result (crops where the
+dataset builder cuts them; PSNR of the crops against 25-min, 33.89 dB crop-based):
 
 - ``"anchored"`` (default): locate the striata as the dataset builder does
   (:func:`fastdat.data.localize.locate_striata`); denoise whole slices padded so that the crop
@@ -20,12 +21,12 @@ studies against the crop-based result (crops where the dataset builder cuts them
   the corner is the builder's, the striatal region equals the crop-based result (max deviation
   < 1e-6 of the crop maximum). But denoise has only the 5-min image to locate on, while the
   builder used the 25-min one: in 8 of the 50 studies the corner is 1 pixel off, those crops
-  differ by up to 18 % of the crop maximum (the shift sensitivity above), and the crop PSNR is
-  33.38 dB against 33.41 dB crop-based (``benchmarks/shift_sensitivity.py --modes anchored``).
-- ``"slice"``: whole slices only. Max striatal deviation 42 % of the crop maximum (mean 3.4 %),
-  crop PSNR 32.54 dB. Used when the striata cannot be located (with a warning).
+  differ by up to 18 % of the crop maximum (the shift sensitivity above; measured with the
+  previous default model), and the crop PSNR is 34.15 dB (``--modes anchored``).
+- ``"slice"``: whole slices only. Max striatal deviation 42 % of the crop maximum (mean 3.4 %,
+  previous model), crop PSNR 33.30 dB. Used when the striata cannot be located (with a warning).
 - ``"tiles"``: 64 x 64 tiles, stride 32, each scaled by its own maximum, blended with a
-  separable sin^2 window that sums to one. As far off as whole slices (32.54 dB) and slower.
+  separable sin^2 window that sums to one. About as far off as whole slices (33.19 dB), slower.
 
 Safety (:mod:`fastdat.inference.safety`). The network is a residual denoiser for one noise
 level: on an input with less noise than a 5-min OSEM image (smoothed, noise-free, finer voxels)
