@@ -217,7 +217,7 @@ def _restore_test(ds, methods: list[Method], quant: QuantConfig | None):
         for m in methods:
             preds[m.name] = m.apply(ds.crops[m.input_kind][test])
         return preds, None
-    cfg = quant or _default_quant(ds)
+    cfg = quant or default_quant(ds)
     size = ds.crop
     test_studies = test_index["study_id"].to_numpy()
     test_slices = test_index["slice"].to_numpy(int)
@@ -239,10 +239,10 @@ def _restore_test(ds, methods: list[Method], quant: QuantConfig | None):
             rows += _sbr_rows(key, TRUTH, None, failures, truth_values(truth, labels))
             where = np.flatnonzero(test_studies == src.study_id)
             for m in methods:
-                slab = m.apply_volume(_slab(vols[m.input_kind][0], i0, j0, size))
+                slab = m.apply_volume(crop_column(vols[m.input_kind][0], i0, j0, size))
                 preds[m.name][where] = np.moveaxis(slab[:, :, test_slices[where]], -1, 0)
                 rows += _sbr_rows(key, m.name, slab, failures)
-        rows += _sbr_rows(key, LONG, _slab(vols[LONG][0], i0, j0, size), failures)
+        rows += _sbr_rows(key, LONG, crop_column(vols[LONG][0], i0, j0, size), failures)
     return preds, {"rows": rows, "failures": failures, "cfg": cfg}
 
 
@@ -260,12 +260,12 @@ def _sbr_rows(key, method: str, slab, failures: list, values: dict | None = None
     return study_rows(src.study_id, split, grades, method, values)
 
 
-def _slab(volume: np.ndarray, i0: int, j0: int, size: int) -> np.ndarray:
+def crop_column(volume: np.ndarray, i0: int, j0: int, size: int) -> np.ndarray:
     """The crop column ``(size, size, Z)`` of a volume ``(X, Y, Z)``, float64."""
     return np.ascontiguousarray(volume[i0 : i0 + size, j0 : j0 + size, :], dtype=np.float64)
 
 
-def _default_quant(ds) -> QuantConfig:
+def default_quant(ds) -> QuantConfig:
     """VOI settings with the Southampton ``V_s`` of the template on the dataset's grid."""
     from fastdat.anatomy.template import template_phantom
 

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from fastdat.anatomy.labels import SIDES, side_labels
+from fastdat.evaluation.evaluate import crop_column as slab
 from fastdat.evaluation.sbr_study import truth_values
 from fastdat.io.atomic import write_bytes
 from fastdat.methods import Method
@@ -38,11 +39,6 @@ from fastdat.sweep.config import MEASURES, ObserverConfig, kind
 
 NOISE_FREE = "noisefree"
 SBR_KEYS = tuple(f"{m}_{s}" for m in MEASURES for s in SIDES)
-
-
-def slab(volume: np.ndarray, i0: int, j0: int, size: int) -> np.ndarray:
-    """The crop column ``(size, size, Z)`` of a volume ``(X, Y, Z)``, float64."""
-    return np.ascontiguousarray(volume[i0 : i0 + size, j0 : j0 + size, :], dtype=np.float64)
 
 
 def patch_centres(labels: np.ndarray, slices: np.ndarray) -> dict[str, tuple[int, int]]:

@@ -253,7 +253,7 @@ def run_sweep(
         timings: Stage wall times of the caller (the simulations), shown with the sweep's.
     """
     from fastdat.data.dataset import sources_from_simulation
-    from fastdat.evaluation.evaluate import _default_quant
+    from fastdat.evaluation.evaluate import default_quant
 
     cfg = cfg or SweepConfig()
     sim, out = Path(sim), Path(out)
@@ -287,7 +287,7 @@ def run_sweep(
     timings["train per duration"] = time.perf_counter() - t0
 
     methods = methods_per_duration(cfg, tuned, per_duration, device)
-    qcfg = _default_quant(ds)
+    qcfg = default_quant(ds)
     t0 = time.perf_counter()
     results, failures = _measure_all(ds, sources, methods, cfg, out / "measure", qcfg, progress)
     timings["measure"] = time.perf_counter() - t0
