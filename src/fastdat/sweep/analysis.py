@@ -262,7 +262,6 @@ class Foms:
         """``(value, low, high, n)`` over all test patients."""
         n = len(self.t.patients)
         idx = np.arange(n)
-        value = self.value(fom, key, idx)
         if fom in IQ:
             return _t_interval(self.t.iq[key][fom], self.cfg.level)
         if fom.startswith("sbr_bias"):
@@ -284,7 +283,7 @@ class Foms:
             k = weighted_kappa(true[ok], pred[ok], "quadratic", categories=[0, 1, 2, 3])
             return k.kappa, k.ci_low, k.ci_high, int(ok.sum())
         lo, hi = _bootstrap(lambda i: self.value(fom, key, i), self.strata(fom), self.cfg)
-        return value, lo, hi, n
+        return self.value(fom, key, idx), lo, hi, n
 
 
 def _sbr_fom(fom: str) -> tuple[str, str, str]:

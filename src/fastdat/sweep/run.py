@@ -34,6 +34,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from fastdat.config import config_diff, provenance, resolve, to_dict
+from fastdat.evaluation.evaluate import crop_column as slab
 from fastdat.io.atomic import write_csv, write_json, write_yaml
 from fastdat.methods import Method
 from fastdat.methods.filters import FILTERS, VOLUME_FILTERS, tune, tune_volume
@@ -46,7 +47,6 @@ from fastdat.sweep.measure import (
     measure_precision_study,
     measure_study,
     save,
-    slab,
 )
 
 log = logging.getLogger(__name__)
@@ -96,24 +96,24 @@ def tune_per_duration(ds, sources, cfg: SweepConfig) -> dict[str, dict[str, Any]
     val_ids = [s for s, sp in ds.split_of_study.items() if sp == "val"]
     by_id = {s.study_id: s for s in sources}
     out: dict[str, dict[str, Any]] = {}
+    volume_filters = [n for n in cfg.filters if n in VOLUME_FILTERS]
+    corners, slices, refs = {}, [], []
+    if volume_filters:  # the noise-free references of the validation slabs, read once
+        for sid in val_ids:
+            st = ds.studies.loc[sid]
+            corners[sid] = (int(st["corner_i"]), int(st["corner_j"]))
+            s = _slices(ds, sid)
+            nf = slab(by_id[sid].loaders[NOISE_FREE]()[0], *corners[sid], ds.crop)
+            slices.append(s)
+            refs.append(np.moveaxis(nf[:, :, s], -1, 0))
     for d in cfg.durations:
         k = kind(d)
         x = ds.crops[k][val].astype(np.float64)
         out[k] = {n: tune(n, x, ref) for n in cfg.filters if n in FILTERS}
-        volume_filters = [n for n in cfg.filters if n in VOLUME_FILTERS]
         if volume_filters:
-            vols, slices, refs = [], [], []
-            for sid in val_ids:
-                st = ds.studies.loc[sid]
-                i0, j0 = int(st["corner_i"]), int(st["corner_j"])
-                s = _slices(ds, sid)
-                vols.append(slab(by_id[sid].loaders[k]()[0], i0, j0, ds.crop))
-                nf = slab(by_id[sid].loaders[NOISE_FREE]()[0], i0, j0, ds.crop)
-                slices.append(s)
-                refs.append(np.moveaxis(nf[:, :, s], -1, 0))
-            refs_arr = np.concatenate(refs)
+            vols = [slab(by_id[sid].loaders[k]()[0], *corners[sid], ds.crop) for sid in val_ids]
             for n in volume_filters:
-                out[k][n] = tune_volume(n, vols, slices, refs_arr)
+                out[k][n] = tune_volume(n, vols, slices, np.concatenate(refs))
         for doc in out[k].values():
             doc.pop("grid", None)
     return out
@@ -197,8 +197,8 @@ def _precision(precision_sim: Path, out: Path, cfg, methods, qcfg, progress):
     """Measurements of the precision cohort (every realization of every duration)."""
     from fastdat.data.dataset import sources_from_simulation
 
-    manifest = (precision_sim / "manifest.csv").read_text().splitlines()[0].split(",")
-    reps = sorted({int(c.rsplit("_r", 1)[1]) for c in manifest if "_r" in c and c[-1].isdigit()})
+    sim_cfg = yaml.safe_load((precision_sim / "config.yaml").read_text())["config"]
+    reps = range(1, int(sim_cfg["acquisition"].get("replicates", 0)) + 1)
     if not reps:
         raise ValueError(f"{precision_sim}: no noise realizations (acquisition.replicates = 0)")
     ds = _dataset(
