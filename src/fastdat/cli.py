@@ -40,20 +40,14 @@ def _resolve_device(name: str) -> str:
 
 def _cmd_simulate(args: argparse.Namespace) -> int:
     from fastdat.config import resolve
-    from fastdat.simulate.cohort import SimulationConfig, simulate_cohort
+    from fastdat.simulate.cohort import (
+        SimulationConfig,
+        merge_cohort,
+        parse_shard,
+        simulate_cohort,
+    )
     from fastdat.simulate.user_maps import user_map_config, user_phantom
 
-    sets = list(args.set or [])
-    if args.seed is not None:
-        sets.append(f"cohort.seed={args.seed}")
-    phantom = user_phantom(args.activity, args.mu_map, args.labels)
-    cfg = resolve(
-        SimulationConfig,
-        preset=("simulate", args.preset),
-        base=user_map_config(phantom),
-        file=args.config,
-        sets=sets,
-    )
     if args.projection_dicom:
         from fastdat.io.projection_dicom import LAYOUTS
 
@@ -61,9 +55,40 @@ def _cmd_simulate(args: argparse.Namespace) -> int:
             raise ValueError(
                 f"--projection-dicom {args.projection_dicom}: layouts are {', '.join(LAYOUTS)}"
             )
+    if args.merge:
+        keys = ("shard", "preset", "config", "set", "seed", "activity", "mu_map", "labels")
+        given = [f"--{k.replace('_', '-')}" for k in keys if getattr(args, k)]
+        if given:
+            raise ValueError(
+                f"--merge reads the config from OUT/config.yaml; drop {', '.join(given)}"
+            )
+        manifest = merge_cohort(args.out)
+        print(f"merged {manifest}")
+        return _after_simulate(args, manifest)
+    shard = parse_shard(args.shard) if args.shard else None
+    if shard and args.projection_dicom:
+        raise ValueError("--projection-dicom with --shard: pass it to --merge instead")
+    sets = list(args.set or [])
+    if args.seed is not None:
+        sets.append(f"cohort.seed={args.seed}")
+    phantom = user_phantom(args.activity, args.mu_map, args.labels)
+    cfg = resolve(
+        SimulationConfig,
+        preset=("simulate", args.preset or "quick"),
+        base=user_map_config(phantom),
+        file=args.config,
+        sets=sets,
+    )
     device = _resolve_device(args.device)
-    manifest = simulate_cohort(cfg, args.out, args.workers, device, phantom=phantom)
+    manifest = simulate_cohort(cfg, args.out, args.workers, device, phantom=phantom, shard=shard)
     print(f"wrote {manifest}")
+    if shard:
+        print(f"shard {args.shard} done; when all are: fastdat simulate --out {args.out} --merge")
+        return 0
+    return _after_simulate(args, manifest)
+
+
+def _after_simulate(args: argparse.Namespace, manifest: Path) -> int:
     if args.projection_dicom:
         from fastdat.simulate.export import export_projections
 
@@ -361,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="simulate a cohort of paired 5-min / 25-min DaT SPECT studies",
         description="Simulate paired short / long DaT SPECT studies with known truth.",
     )
-    p.add_argument("--preset", default="quick", help="config preset: quick (4 studies) or paper")
+    p.add_argument("--preset", help="config preset: quick (4 studies, the default) or paper")
     p.add_argument("--out", required=True, help="cohort directory (resumed if it exists)")
     p.add_argument("--seed", type=int, help="base seed (same seed, same cohort)")
     p.add_argument("--workers", type=int, default=1, help="parallel processes on CPU")
@@ -371,6 +396,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--activity", help="user activity map (NIfTI) instead of drawn phantoms")
     p.add_argument("--mu-map", help="user attenuation map (NIfTI, 1/cm at 159 keV)")
     p.add_argument("--labels", help="optional label map (NIfTI) for the user maps")
+    p.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="simulate only shard I of N (a cluster job array: I = task id); then --merge",
+    )
+    p.add_argument(
+        "--merge",
+        action="store_true",
+        help="join the shards in OUT into one cohort (manifest, realism report, montage)",
+    )
     p.add_argument(
         "--projection-dicom",
         metavar="LAYOUT",

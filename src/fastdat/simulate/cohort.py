@@ -9,10 +9,17 @@ Layout of a cohort directory ``DIR``::
                              noise realizations), with recon.noise_free recon_noisefree
     montage.png              truth / 25-min / 5-min, one study per grade
     realism.csv, realism.json  per-study and summary image-quality and SBR checks
+    shards/shard-I-of-N.csv  the rows of shard I of N (a sharded run; see below)
 
 Every study is written to a hidden temporary folder and renamed when complete, so a killed run
 leaves no half-written study that looks complete, and a rerun with the same config resumes. Study
 ``i`` is fully determined by ``(cohort.seed, i)``: its subject, phantom texture and count noise.
+
+A cluster builds one cohort in N pieces (a job array): shard ``I`` of ``N`` simulates the
+contiguous block of study indices :func:`shard_indices` gives into the shared ``DIR`` and writes
+``shards/shard-I-of-N.csv``; :func:`merge_cohort` then checks that every study is there, made
+with the cohort's config, and writes the manifest, realism report and montage. Because study
+``i`` depends only on ``(cohort.seed, i)``, the merged cohort is the unsharded one, file for file.
 """
 
 from __future__ import annotations
@@ -41,7 +48,7 @@ from fastdat.anatomy.phantom import (
     sample_subject,
 )
 from fastdat.config import config_diff, provenance, resolve, to_dict
-from fastdat.io.atomic import write_csv, write_text
+from fastdat.io.atomic import write_csv, write_new
 from fastdat.simulate.acquisition import (
     AcquisitionConfig,
     ReconConfig,
@@ -133,6 +140,32 @@ class SimulationConfig:
             )
 
 
+def study_name(index: int, user: bool = False) -> str:
+    """Study id of index ``index``: ``0`` -> ``"sim0001"`` (``"user0001"`` for user maps)."""
+    return f"{'user' if user else 'sim'}{index + 1:04d}"
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """``"3/8"`` -> ``(3, 8)``: shard 3 of 8 (1-based, as a job array's task id)."""
+    try:
+        i, n = (int(v) for v in str(text).split("/"))
+    except ValueError:
+        raise ValueError(f"--shard {text}: expected I/N, e.g. 3/8") from None
+    if n < 1 or not 1 <= i <= n:
+        raise ValueError(f"--shard {text}: I must be 1..N and N >= 1")
+    return i, n
+
+
+def shard_indices(n_studies: int, shard: tuple[int, int]) -> range:
+    """Study indices of shard ``(I, N)``: the ``I``-th of ``N`` contiguous, near-equal blocks.
+
+    Every index of ``range(n_studies)`` is in exactly one shard; a shard may be empty when
+    ``N > n_studies``.
+    """
+    i, n = shard
+    return range((i - 1) * n_studies // n, i * n_studies // n)
+
+
 def duration_name(minutes: float) -> str:
     """``25.0`` -> ``"25min"``."""
     return f"{minutes:g}min"
@@ -182,7 +215,7 @@ def simulate_study(
     Returns:
         The study's manifest row.
     """
-    study_id = f"{'sim' if phantom is None else 'user'}{index + 1:04d}"
+    study_id = study_name(index, user=phantom is not None)
     final = out_dir / "studies" / study_id
     digest = study_config_digest(cfg)
     if (final / "study.json").exists():
@@ -311,6 +344,15 @@ def _check_existing(out_dir: Path, resolved: dict[str, Any]) -> None:
         )
 
 
+def _write_config(out_dir: Path, resolved: dict[str, Any], **prov: Any) -> None:
+    doc = {"config": resolved, "provenance": provenance(**prov)}
+    text = yaml.safe_dump(doc, sort_keys=False)
+    try:  # never replaces: two shards starting at once both check the one that won
+        write_new(out_dir / "config.yaml", lambda tmp: tmp.write_text(text))
+    except FileExistsError:
+        _check_existing(out_dir, resolved)
+
+
 def simulate_cohort(
     cfg: SimulationConfig,
     out_dir: str | Path,
@@ -318,6 +360,7 @@ def simulate_cohort(
     device: str = "cpu",
     progress: bool = True,
     phantom: Phantom | None = None,
+    shard: tuple[int, int] | None = None,
 ) -> Path:
     """Simulate (or resume) a cohort into ``out_dir``; returns the manifest path.
 
@@ -329,22 +372,31 @@ def simulate_cohort(
         progress: Show a progress bar.
         phantom: Simulate ``cfg.cohort.n_studies`` noise realizations of this user phantom
             instead of drawn subjects (in-process).
+        shard: ``(I, N)``: simulate only shard ``I`` of ``N`` (:func:`shard_indices`) and
+            return ``shards/shard-I-of-N.csv``; :func:`merge_cohort` writes the manifest once
+            every shard is done. Shards may run at once, on any machines sharing ``out_dir``.
+
+    Raises:
+        FileExistsError: ``out_dir`` holds another config's cohort.
+        ValueError: ``shard`` with a user phantom.
     """
     out_dir = Path(out_dir)
     resolved = to_dict(cfg)
     _check_existing(out_dir, resolved)
-    (out_dir / "studies").mkdir(parents=True, exist_ok=True)
-    for stale in (out_dir / "studies").glob(".*.tmp"):
-        shutil.rmtree(stale, ignore_errors=True)
-    if not (out_dir / "config.yaml").exists():
-        doc = {"config": resolved, "provenance": provenance(device=device, workers=workers)}
-        write_text(out_dir / "config.yaml", yaml.safe_dump(doc, sort_keys=False))
+    if shard is not None and phantom is not None:
+        raise ValueError("--shard: user maps are simulated in one process; run them unsharded")
     n = cfg.cohort.n_studies
-    jobs = [(cfg, i, str(out_dir), device) for i in range(n)]
-    bar = tqdm(total=n, desc="simulate", unit="study", disable=not progress)
+    indices = shard_indices(n, shard) if shard is not None else range(n)
+    (out_dir / "studies").mkdir(parents=True, exist_ok=True)
+    for i in indices:  # only this run's own: other shards may be writing theirs right now
+        shutil.rmtree(out_dir / "studies" / f".{study_name(i, phantom is not None)}.tmp", True)
+    if not (out_dir / "config.yaml").exists():
+        _write_config(out_dir, resolved, device=device, workers=workers)
+    jobs = [(cfg, i, str(out_dir), device) for i in indices]
+    bar = tqdm(total=len(jobs), desc="simulate", unit="study", disable=not progress)
     rows: list[dict[str, Any]] = []
     if phantom is not None:
-        for i in range(n):
+        for i in indices:
             rows.append(simulate_study(cfg, i, out_dir, device, phantom))
             bar.update()
     elif workers > 1 and not str(device).startswith("cuda"):
@@ -363,7 +415,64 @@ def simulate_cohort(
             rows.append(_run_one(job))
             bar.update()
     bar.close()
-    rows.sort(key=lambda r: r["study_id"])
+    order = {study_name(i, phantom is not None): i for i in indices}
+    rows.sort(key=lambda r: order[r["study_id"]])  # index order (the merge's, too)
+    if shard is not None:
+        part = out_dir / "shards" / f"shard-{shard[0]}-of-{shard[1]}.csv"
+        part.parent.mkdir(exist_ok=True)
+        write_csv(part, rows)
+        return part
+    return _finish(out_dir, rows)
+
+
+def merge_cohort(out_dir: str | Path) -> Path:
+    """Join a sharded cohort: check every study and write its manifest and reports.
+
+    Reads the studies themselves (not the shard lists), so any split into shards, or a mix of
+    sharded and unsharded runs into the same folder, merges to the same cohort.
+
+    Args:
+        out_dir: The cohort directory every shard wrote into.
+
+    Returns:
+        The manifest path.
+
+    Raises:
+        FileNotFoundError: No cohort config, or studies missing (named, with the shards that
+            should have made them).
+        FileExistsError: A study made with another config.
+    """
+    out_dir = Path(out_dir)
+    path = out_dir / "config.yaml"
+    if not path.exists():
+        raise FileNotFoundError(f"{out_dir}: no config.yaml; not a cohort (run the shards first)")
+    cfg = resolve_config((yaml.safe_load(path.read_text()) or {}).get("config"))
+    digest = study_config_digest(cfg)
+    rows, missing = [], []
+    for i in range(cfg.cohort.n_studies):
+        meta_path = out_dir / "studies" / study_name(i) / "study.json"
+        if not meta_path.exists():
+            missing.append(i)
+            continue
+        meta = json.loads(meta_path.read_text())
+        if meta.get("config_sha256") != digest:
+            raise FileExistsError(
+                f"{meta_path.parent} was made with a different config than {path}"
+            )
+        rows.append(meta["manifest"])
+    if missing:
+        names = ", ".join(study_name(i) for i in missing[:5]) + (" ..." if len(missing) > 5 else "")
+        shards = sorted(p.stem for p in (out_dir / "shards").glob("shard-*.csv"))
+        raise FileNotFoundError(
+            f"{out_dir}: {len(missing)} of {cfg.cohort.n_studies} studies are missing ({names}); "
+            f"finished shards: {', '.join(shards) or 'none'}. Run the missing shards (a rerun "
+            "resumes), then merge again"
+        )
+    return _finish(out_dir, rows)
+
+
+def _finish(out_dir: Path, rows: list[dict[str, Any]]) -> Path:
+    """Write the manifest, realism report and montage of a complete cohort."""
     manifest = out_dir / "manifest.csv"
     write_csv(manifest, rows)
     from fastdat.simulate.report import montage, realism_report
