@@ -163,7 +163,7 @@ def _add_recon_args(p: argparse.ArgumentParser, seed_flag: str) -> None:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
 
 
-def _recon_settings(args: argparse.Namespace, fraction: float = 1.0):
+def _recon_settings(args: argparse.Namespace, fraction: float = 1.0, complement: bool = False):
     """:class:`ReconSettings` from the options of :func:`_add_recon_args`."""
     from fastdat.tomo.reconstruct import ReconSettings
 
@@ -183,6 +183,7 @@ def _recon_settings(args: argparse.Namespace, fraction: float = 1.0):
         postfilter_mm=args.postfilter_mm,
         fraction=fraction,
         seed=args.recon_seed,
+        complement=complement,
         grid=grid,
     )
 
@@ -190,7 +191,7 @@ def _recon_settings(args: argparse.Namespace, fraction: float = 1.0):
 def _cmd_recon(args: argparse.Namespace) -> int:
     from fastdat.tomo.files import recon_path
 
-    settings = _recon_settings(args, args.fraction)
+    settings = _recon_settings(args, args.fraction, args.complement)
     formats = tuple(f.strip() for f in args.format.split(",") if f.strip())
     result = recon_path(
         args.projections,
@@ -425,6 +426,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder (new or empty)")
     _add_recon_args(p, "--seed")
     p.add_argument("--fraction", type=float, default=1.0, help="share of counts kept (thinning)")
+    p.add_argument(
+        "--complement",
+        action="store_true",
+        help="reconstruct the counts --fraction/--seed did not keep: the independent rest of "
+        "the acquisition (a self-supervised target)",
+    )
     p.add_argument("--format", default="nifti,dicom", help="nifti, dicom or both")
     p.set_defaults(func=_cmd_recon)
 

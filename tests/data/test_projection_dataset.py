@@ -86,3 +86,31 @@ def test_a_duration_longer_than_the_acquisition_is_listed_with_its_reason(both, 
     assert main(args) == 2
     err = capsys.readouterr().err
     assert "acquired 25 min, shorter than the 30min asked for" in err
+
+
+def test_self_supervised_pairs_from_the_archive(both):
+    """``rest5min`` crops: the counts the 5-min thinning left (a 20-min scan of the same
+    acquisition). 5min + rest5min counts are the 25-min counts, so in counts / s
+    ``(5 x img_5 + 20 x img_rest) / 25`` totals the 25-min image's total; the rest is far less
+    noisy than the 5-min image and is not the 25-min image."""
+    args = ["dataset", "build", "--projections", str(both / "archive"), "--out"]
+    args += [str(both / "n2n"), "--recon-dir", str(both / "n2n.recon"), "--split", "2,1,1"]
+    args += ["--durations", "5min,rest5min,25min", "--slices", "3", "--crop", "24", *RECON]
+    assert main(args) == 0
+    crops, _ = load_crops(both / "n2n")
+    proj, _ = load_crops(both / "proj")
+    np.testing.assert_array_equal(crops["5min"], proj["5min"])  # same draw as the plain build
+    recon = both / "n2n.recon"
+    study = sorted(p.name for p in recon.iterdir())[0]
+    doc = json.loads((recon / study / "recon.json").read_text())["reconstructions"]
+    assert doc["rest5min"]["seed"] == doc["5min"]["seed"]
+    assert doc["rest5min"]["info"]["acquisition_s"] == pytest.approx(1200.0)
+    counts = {k: doc[k]["info"]["counts_photopeak"] for k in ("5min", "rest5min", "25min")}
+    assert counts["5min"] + counts["rest5min"] == counts["25min"]
+    mixed = (5 * crops["5min"] + 20 * crops["rest5min"]) / 25
+    assert mixed.sum() == pytest.approx(crops["25min"].sum(), rel=0.02)
+    ref = torch.from_numpy(crops["25min"])
+    p5 = psnr(torch.from_numpy(crops["5min"]), ref).mean().item()
+    p_rest = psnr(torch.from_numpy(crops["rest5min"]), ref).mean().item()
+    assert p_rest > p5 + 3
+    assert not np.allclose(crops["rest5min"], crops["25min"], rtol=1e-3)

@@ -112,6 +112,15 @@ def test_thinned_recon_records_fraction_and_seed(study, tmp_path, capsys):
     doc = json.loads((tmp_path / "a" / "recon.json").read_text())
     assert doc["settings"]["fraction"] == 0.2 and doc["settings"]["seed"] == 7
     assert doc["resolved"]["acquisition_s"] == pytest.approx(300.0)
+    # --complement: the counts seed 7 did not keep, a 20-min scan; with the 5-min part they
+    # are every count of the acquisition
+    args = ["recon", str(src), "--out", str(tmp_path / "rest"), "--fraction", "0.2"]
+    assert main([*args, "--seed", "7", "--complement", "--format", "nifti", *FAST]) == 0
+    rest = json.loads((tmp_path / "rest" / "recon.json").read_text())
+    assert rest["settings"]["complement"] is True
+    assert rest["resolved"]["acquisition_s"] == pytest.approx(1200.0)
+    total = int(ps.counts[ps.window("photopeak")].sum())
+    assert doc["resolved"]["counts_photopeak"] + rest["resolved"]["counts_photopeak"] == total
 
 
 def _ct_series(folder: Path, mu: np.ndarray, affine: np.ndarray, frame_uid: str) -> np.ndarray:

@@ -117,3 +117,56 @@ def test_no_photopeak_window_is_refused(simulated):
     ps = _as_set(sim).replace(windows=(EnergyWindow("low", 120, 140, "scatter-lower"),))
     with pytest.raises(ValueError, match="no photopeak window"):
         reconstruct(ps, ReconSettings(attenuation="none"))
+
+
+def test_self_supervised_pair_is_disjoint_and_independent():
+    """A thinned subset and its complement (same generator state) add up to the acquisition
+    bin for bin; over Poisson acquisitions of one object they are independent Poisson scans:
+    means p lam and (1 - p) lam, variances equal to the means, covariance 0 (while the two
+    parts of one fixed acquisition are perfectly anti-correlated given their sum)."""
+    lam, p, reps = 40.0, 0.2, 400
+    gen = torch.Generator().manual_seed(7)
+    expected = torch.full((reps, 8, 16, 16), lam)
+    acquired = torch.poisson(expected, generator=gen).to(torch.int32)
+    subset, rest = [], []
+    for r in range(reps):
+        ps = projection_set(acquired[r], 25.0, ACQ, VOXEL, (N, NZ))
+        a = thin(ps, p, torch.Generator().manual_seed(r))
+        b = thin(ps, p, torch.Generator().manual_seed(r), complement=True)
+        assert torch.equal(a.counts + b.counts, ps.counts)  # disjoint, nothing lost
+        assert a.acquisition_s + b.acquisition_s == pytest.approx(ps.acquisition_s)
+        assert b.acquisition_s == pytest.approx(0.8 * ps.acquisition_s)
+        subset.append(a.counts.double())
+        rest.append(b.counts.double())
+    x, y = torch.stack(subset), torch.stack(rest)  # (reps, 8, 16, 16)
+    bins = x[0].numel()
+    # per-bin covariance over realizations, averaged over bins: SE ~ sqrt(vx vy / reps / bins)
+    cov = ((x - x.mean(0)) * (y - y.mean(0))).sum(0) / (reps - 1)
+    se = (p * lam * (1 - p) * lam / reps / bins) ** 0.5
+    assert abs(cov.mean().item()) < 4 * se
+    assert x.mean().item() == pytest.approx(p * lam, rel=0.01)
+    assert y.mean().item() == pytest.approx((1 - p) * lam, rel=0.01)
+    assert x.var(0).mean().item() == pytest.approx(p * lam, rel=0.03)
+    assert y.var(0).mean().item() == pytest.approx((1 - p) * lam, rel=0.03)
+    # a different draw's complement is not the rest of this subset
+    ps = projection_set(acquired[0], 25.0, ACQ, VOXEL, (N, NZ))
+    other = thin(ps, p, torch.Generator().manual_seed(1), complement=True)
+    assert not torch.equal(subset[0].to(torch.int32) + other.counts, ps.counts)
+    with pytest.raises(ValueError, match="empty"):
+        thin(ps, 1.0, torch.Generator(), complement=True)
+
+
+def test_rest_of_a_thinning_reconstructs_as_the_longer_scan(simulated):
+    """The rest of a 5-min thinning of a 25-min scan reconstructs as a 20-min scan: counts / s
+    on the same scale as the whole acquisition's image, another noise realization of it."""
+    _, mu, sim = simulated
+    ps = _as_set(sim)
+    aff = grid_affine((N, N, NZ), VOXEL)
+    rest = reconstruct(ps, _as_simulated(fraction=0.2, seed=4, complement=True), (mu.numpy(), aff))
+    whole = sim["images"][25.0].numpy()
+    assert rest.info["acquisition_s"] == pytest.approx(1200.0)
+    assert rest.info["counts_photopeak"] == pytest.approx(0.8 * int(ps.counts.sum()), rel=0.01)
+    assert rest.volume.sum() == pytest.approx(whole.sum(), rel=0.03)
+    assert not np.allclose(rest.volume, whole, rtol=1e-3)
+    with pytest.raises(ValueError, match="complement"):
+        ReconSettings(complement=True)

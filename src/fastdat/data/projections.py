@@ -17,6 +17,12 @@ the same settings and refuses different ones, so a killed build resumes. Duratio
 an acquisition of ``T`` minutes is the acquisition thinned by ``m / T`` (seeded per study and
 duration); a duration longer than the acquisition (by more than 1 %) makes the study unusable,
 with the reason.
+
+Self-supervised pairs need no longer scan: kind ``rest5min`` is the rest of the acquisition
+after the ``5min`` thinning (the same draw's other counts, a ``T - 5``-min scan). The two are
+disjoint and, the acquisition being Poisson, independent scans of the same patient; both are in
+counts / s, so the rest is a Noise2Noise target of the 5-min input as it is
+(``fastdat train --set input_kind=5min --set target_kind=rest5min``).
 """
 
 from __future__ import annotations
@@ -38,14 +44,22 @@ log = logging.getLogger(__name__)
 DURATION_RTOL = 0.01
 
 
+REST = "rest"
+"""Prefix of a self-supervised target kind: ``rest5min`` is what the ``5min`` thinning left."""
+
+
 def minutes(kind: str) -> float:
-    """``"5min"`` -> ``5.0``; ``ValueError`` for a kind that is not a duration."""
+    """``"5min"`` -> ``5.0`` (``"rest5min"`` -> ``5.0`` too: the subset it is the rest of);
+    ``ValueError`` for a kind that is not a duration."""
     try:
-        value = float(kind.removesuffix("min"))
+        value = float(kind.removeprefix(REST).removesuffix("min"))
     except ValueError:
         value = -1.0
     if not kind.endswith("min") or value <= 0:
-        raise ValueError(f"duration {kind!r}: projections are thinned to durations like '5min'")
+        raise ValueError(
+            f"duration {kind!r}: projections are thinned to durations like '5min' "
+            f"(or '{REST}5min', the counts the 5-min thinning left)"
+        )
     return value
 
 
@@ -137,6 +151,8 @@ def reconstruct_study(
                 f"{study}: acquired {acquired:.3g} min, shorter than the {k} asked for"
             )
         fractions[k] = min(1.0, m / acquired)
+        if k.startswith(REST) and fractions[k] == 1.0:
+            raise ValueError(f"{study}: acquired {acquired:.3g} min; nothing is left for {k}")
     kind = source if source in ("none", "chang", "uniform") else "map"
     mu = None
     if kind == "map":
@@ -147,13 +163,15 @@ def reconstruct_study(
     import nibabel as nib
 
     for k in kinds:
-        seed = thinning_seed(settings.seed, study.name, k)
+        # a rest kind draws the same split as its subset and keeps the other counts
+        seed = thinning_seed(settings.seed, study.name, k.removeprefix(REST))
         cfg = ReconSettings(
             **{
                 **settings_dict(settings),
                 "attenuation": kind,
                 "fraction": fractions[k],
                 "seed": seed,
+                "complement": k.startswith(REST),
                 "grid": settings.grid,
             }
         )

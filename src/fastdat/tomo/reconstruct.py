@@ -76,6 +76,9 @@ class ReconSettings:
         postfilter_mm: FWHM of the 3D Gaussian post-filter (mm); 0 for none.
         fraction: Share of the counts kept by binomial thinning (1: all).
         seed: Seed of the thinning.
+        complement: Reconstruct the counts the thinning did *not* keep (``1 - fraction`` of
+            the time): with the same ``fraction`` and ``seed``, the independent other half of a
+            self-supervised pair (:func:`thin`).
         grid: ``(size, slices)`` of the reconstruction grid, or ``None`` for the object support.
     """
 
@@ -89,10 +92,13 @@ class ReconSettings:
     postfilter_mm: float = 6.0
     fraction: float = 1.0
     seed: int = 0
+    complement: bool = False
     grid: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         OSEMConfig(self.iterations, self.subsets)
+        if self.complement and self.fraction == 1:
+            raise ValueError("complement needs fraction < 1 (the rest of a thinned acquisition)")
         if self.attenuation not in ATTENUATION:
             raise ValueError(f"attenuation must be one of {ATTENUATION}, got {self.attenuation!r}")
         if self.scatter not in SCATTER:
@@ -124,25 +130,38 @@ class Reconstruction:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def thin(ps: ProjectionSet, fraction: float, generator: torch.Generator) -> ProjectionSet:
+def thin(
+    ps: ProjectionSet, fraction: float, generator: torch.Generator, complement: bool = False
+) -> ProjectionSet:
     """Binomial thinning of every bin of every window to ``fraction`` of the counts.
+
+    With ``complement`` the same draw's *other* counts are returned: the acquisition minus the
+    thinned one, a scan of ``1 - fraction`` of the time. For Poisson counts the two parts are
+    independent Poisson scans of the same object (a Poisson process split at random), the
+    self-supervised (Noise2Noise) pair of one acquisition; the same generator state gives the
+    same split, so a subset and its complement are disjoint and add up to the acquisition.
 
     Args:
         ps: The acquisition (integer counts).
         fraction: Probability that each count is kept, in (0, 1].
         generator: Explicit random generator (CPU).
+        complement: Return the counts not kept (``fraction < 1`` needed).
 
     Returns:
-        The thinned acquisition, frame times multiplied by ``fraction``.
+        The thinned acquisition (or its complement), frame times multiplied by its share.
     """
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    if complement and fraction == 1:
+        raise ValueError("the complement of keeping every count is empty (fraction 1)")
     counts = ps.counts.double()
     if (counts < 0).any() or (counts != counts.round()).any():
         raise ValueError("thinning needs non-negative integer counts")
     if fraction == 1:
         return ps
     kept = torch.binomial(counts, torch.full_like(counts, fraction), generator=generator)
+    if complement:
+        kept, fraction = counts - kept, 1.0 - fraction
     return ps.replace(counts=kept.to(ps.counts.dtype), frame_s=ps.frame_s * fraction)
 
 
@@ -230,7 +249,7 @@ def reconstruct(
     if (cfg.attenuation == "map") != (mu_map is not None):
         raise ValueError("attenuation 'map' needs a mu map, and a mu map needs attenuation 'map'")
     generator = torch.Generator().manual_seed(cfg.seed)
-    ps = thin(ps, cfg.fraction, generator)
+    ps = thin(ps, cfg.fraction, generator, cfg.complement)
     peak_i = ps.window("photopeak")
     if peak_i is None:
         raise ValueError(f"{where}no photopeak window among {[w.name for w in ps.windows]}")
