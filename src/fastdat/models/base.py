@@ -23,6 +23,8 @@ class ModelInfo:
         reference: The paper it implements.
         multiple: Input sides must be a multiple of this.
         dims: Spatial dimensionalities it supports.
+        conditioned: Its forward takes the scan time's conditioning value as well,
+            ``net(x, cond)`` (:mod:`.countnet`).
     """
 
     name: str
@@ -30,18 +32,25 @@ class ModelInfo:
     reference: str
     multiple: int
     dims: tuple[int, ...] = (2, 3)
+    conditioned: bool = False
 
 
 _REGISTRY: dict[str, ModelInfo] = {}
 
 
-def register(name: str, reference: str, multiple: int, dims: tuple[int, ...] = (2, 3)):
+def register(
+    name: str,
+    reference: str,
+    multiple: int,
+    dims: tuple[int, ...] = (2, 3),
+    conditioned: bool = False,
+):
     """Decorator: register a builder under ``name``."""
 
     def deco(fn: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
-        _REGISTRY[name] = ModelInfo(name, fn, reference, multiple, dims)
+        _REGISTRY[name] = ModelInfo(name, fn, reference, multiple, dims, conditioned)
         return fn
 
     return deco

@@ -8,6 +8,7 @@ optionally adds residual learning (predict the correction to the input) and a no
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import torch
@@ -30,6 +31,20 @@ STUDY_MODELS = (
 )
 
 
+# the module that registers each built-in model: building one imports only its module (the
+# count-aware network is plain PyTorch, so ``fastdat denoise`` with it never imports MONAI)
+_BUILTIN = {
+    "unet1": "fastdat.models.unet1",
+    **{f"unet{k}": "fastdat.models.monai_nets" for k in (2, 3, 4, 5)},
+    "vnet": "fastdat.models.monai_nets",
+    "unetpp": "fastdat.models.monai_nets",
+    "attention_unet": "fastdat.models.monai_nets",
+    "r2unet": "fastdat.models.r2unet",
+    "transunet": "fastdat.models.transunet",
+    "countunet": "fastdat.models.countnet",
+}
+
+
 def list_models() -> list[str]:
     """Registered model names: the study's ten in the paper's order, then any others."""
     _load_builtin()
@@ -40,17 +55,22 @@ def list_models() -> list[str]:
 
 def model_info(name: str) -> ModelInfo:
     """The registry entry of ``name`` (``ValueError`` naming the known models if absent)."""
-    _load_builtin()
+    if name not in _REGISTRY and name in _BUILTIN:
+        importlib.import_module(_BUILTIN[name])
     if name not in _REGISTRY:
-        raise ValueError(f"unknown model {name!r} (known: {', '.join(_REGISTRY)})")
+        _load_builtin()
+        if name not in _REGISTRY:
+            raise ValueError(f"unknown model {name!r} (known: {', '.join(list_models())})")
     return _REGISTRY[name]
 
 
 class ImageToImage(nn.Module):
     """Size check, optional residual learning and non-negative output around a network.
 
-    ``y = net(x)``; with ``residual``: ``y = x + net(x)`` (needs ``in_channels == out_channels``);
-    with ``nonneg``: ``y = relu(y)``.
+    ``y = net(x)`` (``net(x, cond)`` for a conditioned network, :mod:`.countnet`); with
+    ``residual``: ``y = x_c + net(x)``, where ``x_c`` is ``x`` itself when input and output
+    channels agree, or the centre channel of an odd stack of slices (2.5D) with one output
+    channel; with ``nonneg``: ``y = relu(y)``.
     """
 
     def __init__(self, net: nn.Module, info: ModelInfo, residual: bool, nonneg: bool) -> None:
@@ -58,19 +78,31 @@ class ImageToImage(nn.Module):
         self.net = net
         self.name = info.name
         self.multiple = int(getattr(net, "size_multiple", info.multiple))
+        self.conditioned = info.conditioned
         self.residual = residual
         self.nonneg = nonneg
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
         bad = [s for s in x.shape[2:] if s % self.multiple]
         if bad:
             raise ValueError(
                 f"{self.name} needs every image side to be a multiple of {self.multiple}, "
                 f"got {tuple(x.shape[2:])}"
             )
-        y = self.net(x)
+        if self.conditioned:
+            if cond is None:
+                raise ValueError(f"{self.name} is count-aware: give the scan time's condition")
+            y = self.net(x, cond)
+        else:
+            if cond is not None:
+                raise ValueError(f"{self.name} takes no scan-time condition")
+            y = self.net(x)
         if self.residual:
-            y = x + y
+            if x.shape[1] == y.shape[1]:
+                y = x + y
+            else:  # 2.5D: the centre slice of the stack
+                c = x.shape[1] // 2
+                y = x[:, c : c + 1] + y
         return torch.relu(y) if self.nonneg else y
 
 
@@ -96,8 +128,11 @@ def build_model(
     info = model_info(name)
     if spatial_dims not in info.dims:
         raise ValueError(f"{name} supports spatial_dims {info.dims}, got {spatial_dims}")
-    if residual and in_channels != out_channels:
-        raise ValueError("residual learning needs in_channels == out_channels")
+    if residual and in_channels != out_channels and not (out_channels == 1 and in_channels % 2):
+        raise ValueError(
+            "residual learning needs in_channels == out_channels, or an odd stack of slices "
+            "in and one channel out (the centre slice's correction)"
+        )
     net = info.builder(in_channels, out_channels, spatial_dims, **kwargs)
     model = ImageToImage(net, info, residual, nonneg)
     model.config = {
@@ -114,7 +149,5 @@ def build_model(
 
 def _load_builtin() -> None:
     """Import the modules that register the built-in architectures."""
-    import fastdat.models.monai_nets  # noqa: F401
-    import fastdat.models.r2unet  # noqa: F401
-    import fastdat.models.transunet  # noqa: F401
-    import fastdat.models.unet1  # noqa: F401
+    for module in dict.fromkeys(_BUILTIN.values()):
+        importlib.import_module(module)

@@ -1,0 +1,119 @@
+"""The count-aware U-Net: shapes in 2D / 2.5D / 3D, the residual on the centre slice, the
+conditioning contract, and that a trained network's output depends on the stated scan time in
+the direction the noise needs."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from fastdat.models import build_model, model_info
+from fastdat.models.countnet import condition_value
+
+
+@pytest.mark.parametrize(
+    "dims, channels, shape",
+    [(2, 1, (24, 40)), (2, 3, (64, 64)), (2, 5, (8, 16)), (3, 1, (16, 24, 8)), (3, 1, (8, 8, 8))],
+)
+def test_shapes(dims, channels, shape):
+    model = build_model(
+        "countunet", in_channels=channels, spatial_dims=dims, residual=True, levels=4, features=4
+    )
+    x = torch.rand(2, channels, *shape)
+    y = model(x, condition_value(torch.tensor([2.0, 10.0])))
+    assert y.shape == (2, 1, *shape)
+    with pytest.raises(ValueError, match="multiple of 8"):
+        model(torch.rand(1, channels, *[s + 4 for s in shape]), condition_value(5.0))
+
+
+def test_condition_value():
+    assert condition_value(5.0).item() == 0.0
+    assert condition_value(torch.tensor([2.5, 10.0, 20.0])).tolist() == [-1.0, 1.0, 2.0]
+    for bad in (0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="positive number of minutes"):
+            condition_value(bad)
+
+
+def test_conditioning_contract():
+    model = build_model("countunet", features=4)
+    assert model_info("countunet").conditioned and model.conditioned
+    with pytest.raises(ValueError, match="count-aware"):
+        model(torch.rand(1, 1, 16, 16))
+    with pytest.raises(ValueError, match="2 conditioning values for 3 images"):
+        model(torch.rand(3, 1, 16, 16), torch.zeros(2))
+    # one value serves a whole batch
+    x = torch.rand(3, 1, 16, 16)
+    assert torch.equal(model(x, torch.zeros(1)), model(x, torch.zeros(3)))
+    plain = build_model("unet2")
+    with pytest.raises(ValueError, match="takes no scan-time condition"):
+        plain(torch.rand(1, 1, 16, 16), torch.zeros(1))
+
+
+def test_residual_adds_the_centre_slice_of_a_stack():
+    model = build_model("countunet", in_channels=5, residual=True, nonneg=True, features=4)
+    for p in model.net.head.parameters():
+        torch.nn.init.zeros_(p)
+    x = torch.randn(2, 5, 16, 16)
+    assert torch.equal(model(x, torch.zeros(2)), torch.relu(x[:, 2:3]))
+    with pytest.raises(ValueError, match="odd stack"):
+        build_model("countunet", in_channels=4, residual=True)
+
+
+def test_starts_unconditioned():
+    """Zero-initialized FiLM maps: before training the scan time changes nothing."""
+    model = build_model("countunet", features=4)
+    x = torch.rand(2, 1, 16, 16)
+    assert torch.equal(model(x, condition_value(2.0)), model(x, condition_value(15.0)))
+
+
+def test_trained_network_uses_the_stated_scan_time():
+    """Denoising with a noise SD that depends on the scan time (SD ~ 1 / sqrt(minutes), as for
+    counts): after training on a mix of 2- and 15-min inputs, the network's correction is larger
+    for a 2-min statement than a 15-min one on the same image, and each scan time is denoised
+    better with its own statement than with the other's."""
+    torch.manual_seed(0)
+    gen = torch.Generator().manual_seed(0)
+    model = build_model("countunet", features=8, levels=2, residual=True)
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    yy, xx = torch.meshgrid(torch.arange(16.0), torch.arange(16.0), indexing="ij")
+
+    def batch(n, minutes):
+        c = 4 + 4 * torch.rand(n, 2, generator=gen)
+        clean = torch.exp(-((yy - c[:, 0, None, None]) ** 2 + (xx - c[:, 1, None, None]) ** 2) / 8)
+        sd = 0.25 * (5.0 / minutes) ** 0.5
+        noisy = clean + sd[:, None, None] * torch.randn(n, 16, 16, generator=gen)
+        return noisy[:, None], clean[:, None], condition_value(minutes)
+
+    for _ in range(300):
+        minutes = torch.where(torch.rand(32, generator=gen) < 0.5, 2.0, 15.0)
+        x, y, c = batch(32, minutes)
+        loss = torch.nn.functional.mse_loss(model(x, c), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    with torch.no_grad():
+        err = {}
+        for true in (2.0, 15.0):
+            x, y, _ = batch(64, torch.full((64,), true))
+            for stated in (2.0, 15.0):
+                pred = model(x, condition_value(torch.full((64,), stated)))
+                err[true, stated] = torch.mean((pred - y) ** 2).item()
+            if true == 2.0:
+                hard = (model(x, condition_value(2.0)) - x).abs().mean().item()
+                soft = (model(x, condition_value(15.0)) - x).abs().mean().item()
+    assert hard > 1.5 * soft
+    assert err[2.0, 2.0] < 0.8 * err[2.0, 15.0]
+    assert err[15.0, 15.0] < 0.8 * err[15.0, 2.0]
+
+
+def test_building_it_does_not_import_monai():
+    code = (
+        "import sys; from fastdat.models import load_model, build_model; "
+        "build_model('countunet', features=4); print('monai' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
