@@ -199,7 +199,7 @@ def test_finetuning_starts_from_the_checkpoint_and_keeps_it_if_nothing_improves(
     loop.train(dataset, start, replace(CFG, max_epochs=1), "cpu", progress=False)
     base = load_model(start / "best")
     data, _ = loop.load_split_tensors(dataset, CFG, torch.device("cpu"))
-    expected = loop.evaluate_split(base, *data["val"], CFG)["loss"]
+    expected = loop.evaluate_split(base, data["val"], CFG)["loss"]
 
     ft = tmp_path / "ft"
     cfg = replace(CFG, init=str(start), lr=1e-12, max_epochs=2, patience=100)

@@ -22,7 +22,15 @@ class TrainConfig:
         model_kwargs: Architecture options passed to ``build_model``.
         residual: Learn the correction to the 5-min image.
         nonneg: Clamp the output at zero.
-        input_kind, target_kind: Crop kinds of input and target (``"5min"``, ``"25min"``).
+        input_kind, target_kind: Crop kinds of input and target (``"5min"``, ``"25min"``,
+            ``"noisefree"``; target ``"rest"``: the rest of each input's acquisition, a
+            self-supervised target, :mod:`fastdat.training.samples`).
+        input_kinds: Train on several scan times at once (``["2min", "3min", ...]``, each with
+            the target); a count-aware network is told each one's minutes. Empty: ``input_kind``.
+        context: Adjacent slices on each side given as input channels (2.5D); 0 = 2D.
+        spatial_dims: 2 (slices / stacks) or 3 (each study's whole slab).
+        rotate_deg: Random common in-plane rotation of input and target, up to this angle
+            (bilinear); 0 = off.
         loss: ``l1``, ``mse`` or ``ssim_mixed`` (``0.84 (1 - SSIM) + 0.16 L1``, Zhao et al. 2017).
         lr: Adam learning rate. weight_decay: Adam weight decay.
         batch_size: Images per step (over all processes).
@@ -49,6 +57,10 @@ class TrainConfig:
     nonneg: bool = True
     input_kind: str = "5min"
     target_kind: str = "25min"
+    input_kinds: tuple[str, ...] = ()
+    context: int = 0
+    spatial_dims: int = 2
+    rotate_deg: float = 0.0
     loss: str = "l1"
     lr: float = 1e-3
     weight_decay: float = 0.0
@@ -73,3 +85,11 @@ class TrainConfig:
             raise ValueError(f"train.intensity_scale must be in [0, 1), got {self.intensity_scale}")
         if not 0 <= self.shift_px <= 16:
             raise ValueError(f"train.shift_px must be in [0, 16] pixels, got {self.shift_px}")
+        if self.spatial_dims not in (2, 3):
+            raise ValueError(f"train.spatial_dims must be 2 or 3, got {self.spatial_dims}")
+        if not 0 <= self.context <= 4 or (self.context and self.spatial_dims == 3):
+            raise ValueError(
+                f"train.context must be 0..4 adjacent slices, and 0 in 3D, got {self.context}"
+            )
+        if not 0 <= self.rotate_deg <= 180:
+            raise ValueError(f"train.rotate_deg must be in [0, 180], got {self.rotate_deg}")

@@ -21,7 +21,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 import yaml
@@ -29,10 +28,10 @@ from tqdm.auto import tqdm
 
 from fastdat.config import provenance, to_dict
 from fastdat.io.atomic import replace_file, write_csv, write_json
-from fastdat.methods import image_scale
 from fastdat.metrics import psnr, ssim
 from fastdat.models import build_model, save_model
 from fastdat.training.config import TrainConfig
+from fastdat.training.samples import Samples, sample_scale, split_samples
 
 log = logging.getLogger(__name__)
 
@@ -41,23 +40,27 @@ class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
-def load_split_tensors(ds_dir: Path, cfg: TrainConfig, device: torch.device):
-    """``{split: (input, target)}`` tensors ``(N, 1, H, W)`` on ``device`` and the fingerprint."""
+def load_split_tensors(ds_dir: Path, cfg: TrainConfig, device: torch.device, model=None):
+    """``{split: Samples}`` on ``device`` and the dataset's fingerprint.
+
+    Args:
+        ds_dir: The dataset.
+        cfg: Inputs, target, context and dimensionality (:mod:`fastdat.training.samples`).
+        device: Where the tensors go.
+        model: The network (its conditioning and size multiple); ``None``: an unconditioned one.
+    """
     from fastdat.data import read_dataset
 
     ds = read_dataset(ds_dir)
-    crops, index = ds.crops, ds.index
-    for kind in (cfg.input_kind, cfg.target_kind):
-        if kind not in crops:
-            raise ValueError(f"{ds_dir}: no {kind!r} crops (has {', '.join(crops)})")
+    index = ds.index
     if "split" not in index or not {"train", "val"} <= set(index["split"]):
         raise ValueError(f"{ds_dir}: the dataset needs 'train' and 'val' splits")
+    conditioned = bool(getattr(model, "conditioned", False))
+    multiple = int(getattr(model, "multiple", 1))
     out = {}
     for split in ("train", "val", "test"):
-        rows = index.index[index["split"] == split].to_numpy()
-        x = torch.from_numpy(np.ascontiguousarray(crops[cfg.input_kind][rows]))[:, None]
-        y = torch.from_numpy(np.ascontiguousarray(crops[cfg.target_kind][rows]))[:, None]
-        out[split] = (x.float().to(device), y.float().to(device))
+        if split in set(index["split"]):
+            out[split] = split_samples(ds, cfg, split, conditioned, multiple).to(device)
     return out, ds.fingerprint or "unknown"
 
 
@@ -72,46 +75,83 @@ def loss_fn(name: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor
 
 
 def _augment(x, y, gen, cfg: TrainConfig):
+    """Common random flips, intensity scaling, shift and rotation of inputs and targets
+    ``(B, C, H, W)`` or ``(B, 1, D, H, W)`` (in-plane: the last two axes)."""
     if cfg.flips:
         flip = torch.rand(2, generator=gen, device=x.device) < 0.5
         dims = [d for d, f in zip((-2, -1), flip.tolist(), strict=True) if f]
         if dims:
             x, y = x.flip(dims), y.flip(dims)
     if cfg.intensity_scale > 0:
-        a = 1 + cfg.intensity_scale * (
-            2 * torch.rand(x.shape[0], 1, 1, 1, generator=gen, device=x.device) - 1
-        )
+        shape = (x.shape[0],) + (1,) * (x.ndim - 1)
+        a = 1 + cfg.intensity_scale * (2 * torch.rand(shape, generator=gen, device=x.device) - 1)
         x, y = x * a, y * a
     if cfg.shift_px > 0:  # drawn only when on: runs without it keep their random stream
         s = cfg.shift_px
         di, dj = torch.randint(-s, s + 1, (2,), generator=gen, device=x.device).tolist()
         x, y = (_shift(t, di, dj, s) for t in (x, y))
+    if cfg.rotate_deg > 0:
+        angle = cfg.rotate_deg * (2 * torch.rand(x.shape[0], generator=gen, device=x.device) - 1)
+        x, y = _rotate(x, angle), _rotate(y, angle)
     return x, y
 
 
+def _in_plane(fn, t: torch.Tensor, *args) -> torch.Tensor:
+    """Apply a ``(B, C, H, W)`` operation to ``(B, C, D, H, W)`` slab by slab."""
+    if t.ndim == 4:
+        return fn(t, *args)
+    b, c, d, h, w = t.shape
+    return fn(t.reshape(b, c * d, h, w), *args).reshape(b, c, d, h, w)
+
+
 def _shift(t: torch.Tensor, di: int, dj: int, margin: int) -> torch.Tensor:
-    """``t`` ``(B, C, H, W)`` moved by ``(di, dj)`` pixels (|d| <= margin), edges replicated."""
-    h, w = t.shape[-2:]
-    padded = F.pad(t, (margin, margin, margin, margin), mode="replicate")
-    return padded[..., margin - di : margin - di + h, margin - dj : margin - dj + w]
+    """``t`` moved by ``(di, dj)`` pixels in-plane (|d| <= margin), edges replicated."""
+
+    def move(u: torch.Tensor) -> torch.Tensor:
+        h, w = u.shape[-2:]
+        padded = F.pad(u, (margin, margin, margin, margin), mode="replicate")
+        return padded[..., margin - di : margin - di + h, margin - dj : margin - dj + w]
+
+    return _in_plane(move, t)
+
+
+def _rotate(t: torch.Tensor, angle_deg: torch.Tensor) -> torch.Tensor:
+    """``t`` rotated in-plane about the image centre by ``angle_deg`` ``(B,)`` (bilinear, edge
+    values outside)."""
+
+    def turn(u: torch.Tensor) -> torch.Tensor:
+        a = torch.deg2rad(angle_deg).to(u.dtype)
+        cos, sin, zero = a.cos(), a.sin(), torch.zeros_like(a)
+        theta = torch.stack(
+            [torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1
+        )
+        grid = F.affine_grid(theta, list(u.shape), align_corners=False)
+        return F.grid_sample(u, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+    return _in_plane(turn, t)
+
+
+def _forward(net, model, xb: torch.Tensor, cond: torch.Tensor | None):
+    """The network on scaled inputs, with the scan-time condition if it takes one."""
+    return net(xb, cond) if model.conditioned else net(xb)
 
 
 @torch.no_grad()
-def evaluate_split(model, x, y, cfg: TrainConfig, batch: int = 64) -> dict[str, float]:
-    """Loss (scaled images) and PSNR / SSIM (FastDaT convention) of a split."""
+def evaluate_split(model, data: Samples, cfg: TrainConfig, batch: int = 64) -> dict[str, float]:
+    """Loss (scaled images) and PSNR / SSIM (FastDaT convention, per slice) of a split."""
     model.eval()
     losses, ps, ss = [], [], []
-    for i in range(0, x.shape[0], batch):
-        xb, yb = x[i : i + batch], y[i : i + batch]
-        s = image_scale(xb)
-        pred = model(xb / s)
-        losses.append(float(loss_fn(cfg.loss, pred.float(), yb / s)) * xb.shape[0])
-        out = (pred.float() * s)[:, 0].double()
-        ps.append(psnr(out, yb[:, 0].double()))
-        ss.append(ssim(out, yb[:, 0].double()))
-    n = x.shape[0]
+    for i in range(0, len(data), batch):
+        b = data.take(torch.arange(i, min(i + batch, len(data)), device=data.x.device))
+        s = sample_scale(b.x, b.scale)
+        pred = _forward(model, model, b.x / s, b.cond)
+        losses.append(float(loss_fn(cfg.loss, pred.float(), b.y / s)) * b.x.shape[0])
+        out = (pred.float() * s).reshape(-1, *pred.shape[-2:]).double()
+        ref = b.y.reshape(-1, *b.y.shape[-2:]).double()
+        ps.append(psnr(out, ref))
+        ss.append(ssim(out, ref))
     return {
-        "loss": sum(losses) / n,
+        "loss": sum(losses) / len(data),
         "psnr": float(torch.cat(ps).mean()),
         "ssim": float(torch.cat(ss).mean()),
     }
@@ -202,7 +242,16 @@ def train(
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
         torch.cuda.set_device(device)
     run = Path(run_dir)
-    data, fingerprint = load_split_tensors(Path(dataset), cfg, device)
+    torch.manual_seed(cfg.seed)
+    model = build_model(
+        cfg.model,
+        in_channels=2 * cfg.context + 1,
+        spatial_dims=cfg.spatial_dims,
+        residual=cfg.residual,
+        nonneg=cfg.nonneg,
+        **cfg.model_kwargs,
+    )
+    data, fingerprint = load_split_tensors(Path(dataset), cfg, device, model)
     cfg_doc = {
         "train": to_dict(cfg),
         "dataset": str(Path(dataset).resolve()),
@@ -226,8 +275,6 @@ def train(
             doc = {**cfg_doc, "provenance": provenance(device=str(device), world_size=world)}
             (run / "config.yaml").write_text(yaml.safe_dump(doc, sort_keys=False))
 
-    torch.manual_seed(cfg.seed)
-    model = build_model(cfg.model, residual=cfg.residual, nonneg=cfg.nonneg, **cfg.model_kwargs)
     if cfg.init:
         _load_init(model, cfg)
     model = model.to(device)
@@ -238,7 +285,7 @@ def train(
         state.pop("finished", None)
         log.info("resumed %s after epoch %d", run, state["epoch"])
     if cfg.init and state["epoch"] == 0:  # fine-tuning: the starting weights are a candidate
-        val = evaluate_split(model, *data["val"], cfg)
+        val = evaluate_split(model, data["val"], cfg)
         state.update(best_val=val["loss"], best_epoch=0)
         if rank == 0:
             save_model(model, run / "best", extra={**cfg_doc, "epoch": 0, "val": val})
@@ -249,8 +296,8 @@ def train(
             model, device_ids=[device.index] if device.type == "cuda" else None
         )
     autocast = device.type == "cuda" and cfg.bf16
-    x_train, y_train = data["train"]
-    n = x_train.shape[0]
+    train_set = data["train"]
+    n = len(train_set)
     epochs = range(state["epoch"] + 1, cfg.max_epochs + 1)
     bar = tqdm(epochs, desc=f"train {cfg.model}", unit="epoch", disable=not progress or rank > 0)
     for epoch in bar:
@@ -268,11 +315,11 @@ def train(
             idx = idx[rank::world] if world > 1 else idx
             if idx.numel() == 0:
                 continue
-            xb, yb = x_train[idx], y_train[idx]
-            xb, yb = _augment(xb, yb, gen, cfg)
-            s = image_scale(xb)
+            b = train_set.take(idx)
+            xb, yb = _augment(b.x, b.y, gen, cfg)
+            s = sample_scale(xb, b.scale)
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=autocast):
-                pred = net(xb / s)
+                pred = _forward(net, model, xb / s, b.cond)
             loss = loss_fn(cfg.loss, pred.float(), yb / s)
             if not torch.isfinite(loss):
                 raise TrainingDiverged(
@@ -287,7 +334,7 @@ def train(
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         train_seconds = time.perf_counter() - t0
-        val = evaluate_split(model, *data["val"], cfg)
+        val = evaluate_split(model, data["val"], cfg)
         improved = val["loss"] < state["best_val"] - cfg.min_delta
         row = {
             "epoch": epoch,
