@@ -122,7 +122,8 @@ def evaluate(
     _write_config(out_dir, Path(dataset), networks, baselines, device)
     write_json(out_dir / "baselines.json", tuned)
 
-    val_preds = {m.name: m.apply(x_val) for m in methods}
+    val_studies = index["study_id"].to_numpy()[val]
+    val_preds = {m.name: m.apply(x_val, val_studies) for m in methods}
     info = {
         m.name: describe_network(m.name, m.checkpoint, ds.fingerprint)
         for m in methods
@@ -215,7 +216,7 @@ def _restore_test(ds, methods: list[Method], quant: QuantConfig | None):
     preds = {m.name: np.zeros((len(test), ds.crop, ds.crop)) for m in methods}
     if sources is None:
         for m in methods:
-            preds[m.name] = m.apply(ds.crops[m.input_kind][test])
+            preds[m.name] = m.apply(ds.crops[m.input_kind][test], test_index["study_id"].to_numpy())
         return preds, None
     cfg = quant or default_quant(ds)
     size = ds.crop

@@ -15,6 +15,8 @@ from fastdat.methods.base import (
     image_scale,
     predict,
     predict_tensor,
+    predict_volume,
+    restores_volumes,
 )
 from fastdat.methods.load import from_evaluation, load_methods, network_method, tune_filters
 
@@ -30,5 +32,7 @@ __all__ = [
     "network_method",
     "predict",
     "predict_tensor",
+    "predict_volume",
+    "restores_volumes",
     "tune_filters",
 ]

@@ -75,6 +75,84 @@ def predict(
     return predict_tensor(model, x, batch)[:, 0].cpu().numpy().astype(np.float64)
 
 
+def restores_volumes(model: nn.Module) -> bool:
+    """Whether a network restores volumes rather than independent slices: a count-aware
+    (conditioned), 2.5D (a stack of slices in) or 3D network."""
+    cfg = getattr(model, "config", {}) or {}
+    return bool(
+        getattr(model, "conditioned", False)
+        or cfg.get("in_channels", 1) > 1
+        or cfg.get("spatial_dims", 2) == 3
+    )
+
+
+def kind_minutes(kind: str) -> float | None:
+    """The scan time of an image kind (``"7.5min"`` -> 7.5), ``None`` if it is not one."""
+    try:
+        return float(kind.removesuffix("min")) if kind.endswith("min") else None
+    except ValueError:
+        return None
+
+
+@torch.no_grad()
+def predict_volume(
+    model: nn.Module,
+    volume: np.ndarray,
+    minutes: float | None = None,
+    device: torch.device | str = "cpu",
+    batch: int = 32,
+) -> np.ndarray:
+    """A volume network's restoration of an ``(X, Y, Z)`` volume (transaxial slices along z).
+
+    The volume is divided by its maximum (the scale the network was trained with, a study's
+    striatal peak: :mod:`fastdat.training.samples`) and multiplied back. 2D / 2.5D networks see
+    every slice with its ``k`` neighbours each side (edge slices repeated at the ends), 3D
+    networks the whole volume; sides are padded with edge values to the network's multiple and
+    cropped back. A count-aware network is told ``minutes``.
+
+    Args:
+        model: A network of :func:`fastdat.models.build_model` (eval mode is set).
+        volume: ``(X, Y, Z)``, any non-negative scale.
+        minutes: The scan time (count-aware networks; ignored by others).
+        device: Torch device of the network.
+        batch: Slices per call (2D / 2.5D).
+
+    Returns:
+        float64 ``(X, Y, Z)``; zeros for an all-zero volume.
+    """
+    import torch.nn.functional as F
+
+    from fastdat.models.countnet import condition_value
+
+    device = torch.device(device)
+    model = model.to(device).eval()
+    vol = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32)).to(device)
+    scale = float(vol.max())
+    if scale <= 0:
+        return np.zeros(vol.shape)
+    conditioned = bool(getattr(model, "conditioned", False))
+    if conditioned and minutes is None:
+        raise ValueError(f"{model.config['name']} is count-aware: give the scan time (minutes)")
+    cond = condition_value(float(minutes)).to(device) if conditioned else None
+    m = int(getattr(model, "multiple", 1))
+    x = (vol / scale).permute(2, 0, 1)  # (Z, X, Y)
+    z, h, w = x.shape
+
+    def run(t: torch.Tensor) -> torch.Tensor:
+        return model(t, cond.expand(t.shape[0])) if conditioned else model(t)
+
+    if model.config.get("spatial_dims", 2) == 3:
+        pads = (0, -w % m, 0, -h % m, 0, -z % m)
+        t = F.pad(x[None, None], pads, mode="replicate")
+        y = run(t)[0, 0, :z, :h, :w]
+    else:
+        k = (model.config.get("in_channels", 1) - 1) // 2
+        near = (torch.arange(z)[:, None] + torch.arange(-k, k + 1)).clamp(0, z - 1).to(device)
+        stacks = F.pad(x[near], (0, -w % m, 0, -h % m), mode="replicate")
+        y = torch.cat([run(b) for b in stacks.split(batch)])[:, 0, :h, :w]
+    return (y.permute(1, 2, 0) * scale).double().cpu().numpy()
+
+
 @dataclass(frozen=True)
 class Method:
     """A named way of producing the image that is scored, graded or shown.
@@ -87,6 +165,8 @@ class Method:
         model: A network (``kind == "network"``), in eval mode on ``device``.
         checkpoint: The network's checkpoint stem.
         device: Torch device of the network.
+        minutes: The scan time a count-aware network is told; ``None``: the minutes of
+            :attr:`input_kind` (``"7.5min"`` -> 7.5).
     """
 
     name: str
@@ -96,6 +176,7 @@ class Method:
     model: nn.Module | None = field(default=None, repr=False, compare=False)
     checkpoint: Path | None = None
     device: str = "cpu"
+    minutes: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -103,8 +184,19 @@ class Method:
         if self.kind == "network" and self.model is None:
             raise ValueError(f"method {self.name!r}: a network method needs its model")
 
-    def apply(self, images: np.ndarray) -> np.ndarray:
+    @property
+    def scan_minutes(self) -> float | None:
+        """The scan time of its input: :attr:`minutes`, else that of :attr:`input_kind`."""
+        return self.minutes if self.minutes is not None else kind_minutes(self.input_kind)
+
+    def apply(self, images: np.ndarray, studies: np.ndarray | None = None) -> np.ndarray:
         """The method's image of each slice of ``images`` ``(N, H, W)`` (of :attr:`input_kind`).
+
+        Args:
+            images: Slices ``(N, H, W)``.
+            studies: ``(N,)`` study of each slice, consecutive slices of a study in order: a
+                volume network (:func:`restores_volumes`) restores each study's stack as a
+                volume. Not needed by other methods.
 
         Returns:
             float64 ``(N, H, W)``.
@@ -116,13 +208,25 @@ class Method:
             if self.name in VOLUME_FILTERS:
                 raise ValueError(f"{self.name} filters volumes: use apply_volume")
             return apply_filter(self.name, x, self.params)
-        return predict(self.model, x, self.device)
+        if not restores_volumes(self.model):
+            return predict(self.model, x, self.device)
+        if studies is None:
+            raise ValueError(f"{self.name} restores volumes: give each slice's study")
+        studies = np.asarray(studies)
+        out = np.empty_like(x)
+        starts = np.flatnonzero(np.r_[True, studies[1:] != studies[:-1]])
+        for a, b in zip(starts, [*starts[1:], len(x)], strict=True):
+            out[a:b] = np.moveaxis(self.apply_volume(np.moveaxis(x[a:b], 0, -1)), -1, 0)
+        return out
 
     def apply_volume(self, volume: np.ndarray) -> np.ndarray:
         """The method applied to an ``(X, Y, Z)`` volume: slice by slice (axial slices), a
-        volume filter (:data:`~fastdat.methods.filters.VOLUME_FILTERS`) in 3D."""
+        volume filter (:data:`~fastdat.methods.filters.VOLUME_FILTERS`) in 3D, a volume
+        network (:func:`predict_volume`) as a volume told the scan time."""
         if self.kind == "filter" and self.name in VOLUME_FILTERS:
             return apply_filter(self.name, np.asarray(volume, dtype=np.float64), self.params)
+        if self.kind == "network" and restores_volumes(self.model):
+            return predict_volume(self.model, volume, self.scan_minutes, self.device)
         slices = np.moveaxis(np.asarray(volume, dtype=np.float64), -1, 0)
         return np.moveaxis(self.apply(slices), 0, -1)
 

@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from fastdat.methods import image_scale
+from fastdat.methods.base import kind_minutes
 from fastdat.training.config import TrainConfig
 
 REST = "rest"
@@ -75,13 +76,9 @@ def target_of(cfg: TrainConfig, kind: str) -> str:
     return REST + kind if cfg.target_kind == REST else cfg.target_kind
 
 
-def kind_minutes(kind: str) -> float:
-    """``"7.5min"`` -> ``7.5``; ``ValueError`` naming the kind if it is no scan time."""
-    try:
-        value = float(kind.removesuffix("min")) if kind.endswith("min") else -1.0
-    except ValueError:
-        value = -1.0
-    if value <= 0:
+def _minutes(kind: str) -> float:
+    value = kind_minutes(kind)
+    if value is None or value <= 0:
         raise ValueError(f"input kind {kind!r} is not a scan time like '5min'")
     return value
 
@@ -152,7 +149,7 @@ def split_samples(
                 ys.append(y[:, None])
                 m = n
             if conditioned:
-                conds.append(np.full(m, float(condition_value(kind_minutes(k))), np.float32))
+                conds.append(np.full(m, float(condition_value(_minutes(k))), np.float32))
                 scales.append(np.full(m, max(float(x.max()), 0.0), np.float32))
     if not xs:
         raise ValueError(f"{ds.path}: no {split!r} crops")
