@@ -322,6 +322,7 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
         mode=args.mode,
         force=args.force,
         refuse_ood=args.refuse_ood,
+        minutes=args.minutes,
     )
     for r in results:
         if r.status == "ok":
@@ -581,8 +582,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--refuse-ood",
         action="store_true",
-        help="refuse inputs unlike the model's training data (voxel size, noise level, contrast) "
-        "instead of denoising them with a recorded warning",
+        help="refuse inputs unlike the model's training data (voxel size, noise level, contrast, "
+        "scan time) instead of denoising them with a recorded warning",
+    )
+    p.add_argument(
+        "--minutes",
+        type=float,
+        help="scan time of the inputs (default: from the DICOM header, Actual Frame Duration x "
+        "views); a count-aware model needs it",
     )
     p.set_defaults(func=_cmd_denoise)
 

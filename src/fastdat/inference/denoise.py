@@ -48,6 +48,12 @@ it subtracts a 5-min-like noise estimate that is not there and writes a texture 
 
 The network was trained at one voxel size (3.3 mm for the default model, recorded in its
 sidecar as ``training_voxel_mm``); other sizes are not resampled.
+
+Volume networks (count-aware, 2.5D or 3D; :func:`fastdat.methods.restores_volumes`) were trained
+with position and rotation augmentation on whole slabs: they restore the whole volume at once
+(mode ``"volume"``, :func:`fastdat.methods.predict_volume`), need no localizer, and a count-aware
+one is told the scan time (``minutes``), which is checked against the scan times it was trained
+on. The spectral limit and the output checks apply to them as to the 2D networks.
 """
 
 from __future__ import annotations
@@ -92,8 +98,6 @@ def load_denoiser(
     meta["path"] = str(path)
     net = load_model(path, device)
     net.input_range = meta.get("input_range")  # read by denoise_volume's input checks
-    if net.config.get("spatial_dims", 2) != 2 or net.config.get("in_channels", 1) != 1:
-        raise ValueError(f"{path}: denoise needs a 2D single-channel model, got {net.config}")
     return net, meta
 
 
@@ -220,6 +224,7 @@ def denoise_volume(
     input_range: dict | None = None,
     guard: bool = True,
     refuse_ood: bool = False,
+    minutes: float | None = None,
 ):
     """Denoised ``(X, Y, Z)`` float32 and what was done (mode, crop corner, checks, warnings).
 
@@ -235,11 +240,17 @@ def denoise_volume(
         guard: Run the output checks and refuse a restoration that fails one (default; off
             only to measure what the network does unguarded).
         refuse_ood: Refuse an input that fails an input check instead of warning.
+        minutes: The scan time; a volume network (count-aware, 2.5D or 3D:
+            :func:`fastdat.methods.restores_volumes`) restores the whole volume told this
+            (``mode`` is then ``"volume"``, no localizer), and it is checked against the scan
+            times the model was trained on.
 
     Raises:
         RestorationRefused: See the class; the reason names every failed check.
+        ValueError: A count-aware network without ``minutes``.
     """
     import fastdat.inference.safety as safety
+    from fastdat.methods import predict_volume, restores_volumes
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -250,11 +261,20 @@ def denoise_volume(
         raise ValueError(f"expected a volume (X, Y, Z), got shape {tuple(vol.shape)}")
     if not torch.isfinite(vol).all():
         raise ValueError("volume contains NaN or infinite values")
-    info: dict = {"mode": mode, "crop_corner": None, "warnings": []}
+    volume_net = restores_volumes(net)
+    if volume_net and getattr(net, "conditioned", False) and minutes is None:
+        raise ValueError(
+            f"{net.name} is count-aware and the scan time is unknown: give it (--minutes), "
+            "or a DICOM input that records it (Actual Frame Duration x Number of Frames in "
+            "Rotation)"
+        )
+    info: dict = {"mode": "volume" if volume_net else mode, "crop_corner": None, "warnings": []}
+    info["minutes"] = minutes
     in_plane = None if voxel_mm is None else float(np.ravel(voxel_mm)[0])
     if input_range is None:
         input_range = getattr(net, "input_range", None)
-    in_checks = safety.check_input(safety.input_features(vol.numpy(), in_plane), input_range)
+    features = safety.input_features(vol.numpy(), in_plane) | {"minutes": minutes}
+    in_checks = safety.check_input(features, input_range)
     info["input_checks"] = [c.__dict__ for c in in_checks]
     unlike = [c.message() for c in in_checks if not c.ok]
     if unlike:
@@ -263,7 +283,7 @@ def denoise_volume(
             raise RestorationRefused(f"refused: {text}")
         info["warnings"].append(text)
         log.warning(text)
-    if mode == "anchored":
+    if info["mode"] == "anchored":
         if voxel_mm is None:
             raise ValueError("mode 'anchored' needs voxel_mm (the striata are located in mm)")
         voxels = np.broadcast_to(np.asarray(voxel_mm, dtype=np.float64), (3,))
@@ -276,7 +296,10 @@ def denoise_volume(
             log.warning(info["warnings"][-1])
             info["mode"] = "slice"
     x = vol.permute(2, 0, 1)[:, None].to(device)  # (Z, 1, X, Y): one image per slice
-    if info["mode"] == "anchored":
+    if volume_net:
+        y = predict_volume(net, vol.numpy(), minutes, device, batch)
+        out = torch.from_numpy(y).float().permute(2, 0, 1)[:, None].to(device)
+    elif info["mode"] == "anchored":
         out = _anchored(net, x, batch, info["crop_corner"])
     else:
         out = (_slices if info["mode"] == "slice" else _tiles)(net, x, batch)
@@ -305,6 +328,7 @@ def denoise(
     mode: str = "anchored",
     refuse_ood: bool = False,
     guard: bool = True,
+    minutes: float | None = None,
 ) -> np.ndarray:
     """Denoise a reconstructed volume, every slice.
 
@@ -323,6 +347,7 @@ def denoise(
             contrast: :mod:`fastdat.inference.safety`) instead of warning.
         guard: The spectral limit and the output checks (default). ``False`` returns the
             network's raw restoration: for measuring the network, never for a clinical output.
+        minutes: The scan time (needed by a count-aware model; see :func:`denoise_volume`).
 
     Returns:
         float32 ``(X, Y, Z)`` on the input's scale, non-negative.
@@ -331,13 +356,17 @@ def denoise(
         RestorationRefused: The restoration failed an output check (it would add structure),
             or, with ``refuse_ood``, the input failed an input check.
     """
+    from fastdat.methods import restores_volumes
+
     net, meta = load_denoiser(model, device)
-    if voxel_mm is None and mode == "anchored":
+    if voxel_mm is None and mode == "anchored" and not restores_volumes(net):
         voxel_mm = meta.get("training_voxel_mm")
         mode = "anchored" if voxel_mm else "slice"
         log.warning(
             "voxel_mm not given: %s",
             f"assuming the training voxel, {voxel_mm} mm" if voxel_mm else "whole slices used",
         )
-    out, _ = denoise_volume(volume, net, device, mode, voxel_mm, refuse_ood=refuse_ood, guard=guard)
+    out, _ = denoise_volume(
+        volume, net, device, mode, voxel_mm, refuse_ood=refuse_ood, guard=guard, minutes=minutes
+    )
     return out

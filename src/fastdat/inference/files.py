@@ -299,6 +299,21 @@ class _Job:
     label: str
     provenance: dict
     refuse_ood: bool = False
+    minutes: float | None = None
+
+
+def _scan_minutes(obj: object, given: float | None) -> tuple[float | None, str | None]:
+    """The scan time of an input and where it came from: ``given`` (``--minutes``), else the
+    DICOM header's (Actual Frame Duration x Number of Frames in Rotation, Acquisition Duration),
+    else unknown (a NIfTI file records none)."""
+    from fastdat.io.dicom import acquisition_duration_s
+
+    if given is not None:
+        return float(given), "--minutes"
+    if isinstance(obj, Path):
+        return None, None
+    seconds = acquisition_duration_s(obj.headers[0])
+    return (seconds / 60.0, "DICOM header") if seconds else (None, None)
 
 
 def _one(item: _Item, out: Path, single: bool, job: _Job) -> tuple[Path, tuple[str, ...]]:
@@ -329,6 +344,7 @@ def _one(item: _Item, out: Path, single: bool, job: _Job) -> tuple[Path, tuple[s
     vol, voxel = image.data, np.asarray(image.voxel_mm)
     if not np.isclose(voxel[0], voxel[1], rtol=1e-3):
         raise ValueError(f"{name}: in-plane voxels are not square ({voxel[:2]} mm)")
+    minutes, minutes_from = _scan_minutes(obj, job.minutes)
     result, info = denoise_volume(
         vol,
         job.net,
@@ -336,7 +352,9 @@ def _one(item: _Item, out: Path, single: bool, job: _Job) -> tuple[Path, tuple[s
         job.mode,
         tuple(float(v) for v in voxel),
         refuse_ood=job.refuse_ood,
+        minutes=minutes,
     )
+    info["minutes_from"] = minutes_from
     info["warnings"] = [*item.notes, *info["warnings"]]
     if nifti:
         img = nib.Nifti1Image(image.to_native(result), image.native_affine)
@@ -392,6 +410,7 @@ def denoise_path(
     progress: bool = True,
     force: bool = False,
     refuse_ood: bool = False,
+    minutes: float | None = None,
 ) -> list[DenoiseResult]:
     """Denoise a DICOM series folder, an NM multi-frame file, a NIfTI file or a folder of studies.
 
@@ -412,6 +431,10 @@ def denoise_path(
     the model's training data is flagged in the provenance and the summary (refused with
     ``refuse_ood``), and a restoration that would add structure is refused, nothing written.
 
+    The scan time of each input is ``minutes`` when given, else its DICOM header's (Actual
+    Frame Duration x Number of Frames in Rotation); a count-aware model needs one (a NIfTI
+    input records none), and it is checked against the scan times the model was trained on.
+
     Raises:
         DicomInputError, ValueError: The one input (a file, or a folder holding one series or
             volume) cannot be denoised (a folder's summary is written first); nothing usable found.
@@ -424,13 +447,15 @@ def denoise_path(
     folder = out.parent if _is_nifti(out) else out
     created = make_folder(folder)
     try:
-        return _run(src, out, folder, model, device, mode, progress, force, refuse_ood)
+        return _run(src, out, folder, model, device, mode, progress, force, refuse_ood, minutes)
     except BaseException:
         remove_empty(created)  # nothing written: leave no empty output folder either
         raise
 
 
-def _run(src, out, folder, model, device, mode, progress, force, refuse_ood) -> list[DenoiseResult]:
+def _run(
+    src, out, folder, model, device, mode, progress, force, refuse_ood, minutes=None
+) -> list[DenoiseResult]:
     from tqdm.auto import tqdm
 
     from fastdat.config import provenance
@@ -455,7 +480,7 @@ def _run(src, out, folder, model, device, mode, progress, force, refuse_ood) -> 
         device=str(device),
         requested_mode=mode,
     )
-    job = _Job(net, meta, str(device), mode, label, doc, refuse_ood)
+    job = _Job(net, meta, str(device), mode, label, doc, refuse_ood, minutes)
     single = len(items) == 1
     results: list[DenoiseResult] = []
     error: BaseException | None = None

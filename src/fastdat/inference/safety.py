@@ -11,7 +11,9 @@ in its sidecar (``input_range``; :func:`input_features` on the training studies'
   above 10 % of the volume's 99.9th percentile), ``G_1`` a Gaussian of 1 voxel SD. A noise-free
   or heavily smoothed input has a noise level far below a 5-min OSEM image's; a network trained
   to remove 5-min noise then "removes" structure that is not noise and writes a texture;
-- ``contrast``: 99.9th percentile over the head mean (striatal uptake relative to the brain).
+- ``contrast``: 99.9th percentile over the head mean (striatal uptake relative to the brain);
+- ``minutes``: the scan time, against the scan times a count-aware model was trained on
+  (``input_range["minutes"]``, no margin: outside it the network extrapolates its conditioning).
 
 **Output checks** (after the network), with fixed bounds (:data:`BOUNDS`):
 
@@ -108,6 +110,10 @@ def check_input(features: dict[str, Any], input_range: dict[str, Any] | None) ->
     if trained and v is not None:
         lo, hi = trained * (1 - VOXEL_TOLERANCE), trained * (1 + VOXEL_TOLERANCE)
         out.append(Check("voxel_mm", v, lo, hi, lo <= v <= hi))
+    minutes = (input_range or {}).get("minutes")
+    if minutes and features.get("minutes") is not None:
+        m = float(features["minutes"])
+        out.append(Check("minutes", m, minutes[0], minutes[1], minutes[0] <= m <= minutes[1]))
     for key in ("noise", "contrast"):
         rng = (input_range or {}).get(key)
         if not rng:
@@ -142,12 +148,18 @@ def output_features(x: np.ndarray, y: np.ndarray) -> dict[str, float]:
     }
 
 
+ROUNDOFF = 1e-6
+"""Relative slack of every output bound: float32 round-off of an unchanged image (the identity
+restoration reads hf_ratio 1 + 2.5e-9) must not count as added structure."""
+
+
 def check_output(features: dict[str, float]) -> list[Check]:
-    """Output checks against :data:`BOUNDS`."""
+    """Output checks against :data:`BOUNDS` (to :data:`ROUNDOFF`)."""
     out = []
     for key, bound in BOUNDS.items():
         v = features[key]
         low = -bound if key.endswith("_change") and key != "slice_sum_change" else None
-        ok = bool(np.isfinite(v)) and v <= bound and (low is None or v >= low)
+        slack = ROUNDOFF * bound
+        ok = bool(np.isfinite(v)) and v <= bound + slack and (low is None or v >= low - slack)
         out.append(Check(key, v, low, bound, ok))
     return out
