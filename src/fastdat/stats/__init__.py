@@ -6,7 +6,8 @@ A leaf: every stage may import it, it imports no stage. :mod:`.formulas` holds t
 evaluation across scan times: :mod:`.roc` (AUC with DeLong intervals, paired differences, the
 inconclusive share of a decision variable), :mod:`.observer` (channelized Hotelling observer,
 Laguerre-Gauss and Gabor channels, subject-grouped train / test folds) and :mod:`.iso`
-(iso-performance scan time with subject bootstrap, noise scaling exponent).
+(iso-performance scan time with subject bootstrap, noise scaling exponent); for uncertainty,
+:mod:`.conformal` (split conformal intervals and their coverage).
 """
 
 from fastdat.stats.formulas import (
