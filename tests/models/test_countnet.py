@@ -7,10 +7,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
-from fastdat.models import build_model, model_info
+from fastdat.models import build_model, model_info, save_model
 from fastdat.models.countnet import condition_value
 
 
@@ -117,3 +118,41 @@ def test_building_it_does_not_import_monai():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def _member(seed: int, **kw):
+    torch.manual_seed(seed)
+    model = build_model("countunet", in_channels=3, residual=True, nonneg=True, features=4, **kw)
+    for p in model.parameters():
+        p.data.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+def test_ensemble_is_the_mean_of_its_members_and_saves_as_one_model(tmp_path):
+    from fastdat.methods import predict_volume
+    from fastdat.models import load_model
+    from fastdat.models.ensemble import ensemble_from
+
+    members = [_member(s) for s in (1, 2, 3)]
+    ens = ensemble_from(members)
+    assert ens.conditioned and ens.config["name"] == "ensemble" and ens.config["size"] == 3
+    x, c = torch.rand(2, 3, 16, 16), condition_value(torch.tensor([2.0, 10.0]))
+    with torch.no_grad():
+        pre = torch.stack([m.net(x, c) + x[:, 1:2] for m in members])
+        np.testing.assert_allclose(ens(x, c), torch.relu(pre.mean(0)), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(ens.each(x, c), pre, rtol=1e-5, atol=1e-6)
+    save_model(ens, tmp_path / "ens")
+    again = load_model(tmp_path / "ens")
+    with torch.no_grad():
+        assert torch.equal(again(x, c), ens(x, c))
+    # the spread map: SD of the members' clamped outputs, on the volume's scale
+    vol = np.random.default_rng(0).gamma(2.0, 1.0, (16, 16, 5))
+    mean, sd = predict_volume(ens, vol, 5.0, spread=True)
+    outs = np.stack([predict_volume(m, vol, 5.0) for m in members])
+    np.testing.assert_allclose(sd, outs.std(axis=0), rtol=1e-4, atol=1e-6 * vol.max())
+    assert sd.max() > 0
+    single_mean, single_sd = predict_volume(members[0], vol, 5.0, spread=True)
+    np.testing.assert_allclose(single_mean, outs[0])
+    assert not single_sd.any()
+    with pytest.raises(ValueError, match="built differently"):
+        ensemble_from([members[0], _member(4, levels=3)])

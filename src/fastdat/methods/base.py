@@ -101,7 +101,8 @@ def predict_volume(
     minutes: float | None = None,
     device: torch.device | str = "cpu",
     batch: int = 32,
-) -> np.ndarray:
+    spread: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """A volume network's restoration of an ``(X, Y, Z)`` volume (transaxial slices along z).
 
     The volume is divided by its maximum (the scale the network was trained with, a study's
@@ -116,9 +117,11 @@ def predict_volume(
         minutes: The scan time (count-aware networks; ignored by others).
         device: Torch device of the network.
         batch: Slices per call (2D / 2.5D).
+        spread: Also return the SD of an ensemble's members (:mod:`fastdat.models.ensemble`)
+            voxel by voxel, on the volume's scale (zeros for a single network).
 
     Returns:
-        float64 ``(X, Y, Z)``; zeros for an all-zero volume.
+        float64 ``(X, Y, Z)`` (and its spread); zeros for an all-zero volume.
     """
     import torch.nn.functional as F
 
@@ -129,7 +132,7 @@ def predict_volume(
     vol = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32)).to(device)
     scale = float(vol.max())
     if scale <= 0:
-        return np.zeros(vol.shape)
+        return (np.zeros(vol.shape), np.zeros(vol.shape)) if spread else np.zeros(vol.shape)
     conditioned = bool(getattr(model, "conditioned", False))
     if conditioned and minutes is None:
         raise ValueError(f"{model.config['name']} is count-aware: give the scan time (minutes)")
@@ -139,18 +142,25 @@ def predict_volume(
     z, h, w = x.shape
 
     def run(t: torch.Tensor) -> torch.Tensor:
-        return model(t, cond.expand(t.shape[0])) if conditioned else model(t)
+        """Members' outputs ``(K, B, 1, *S)`` before the clamp."""
+        return model.each(t, cond.expand(t.shape[0]) if conditioned else None)
 
     if model.config.get("spatial_dims", 2) == 3:
         pads = (0, -w % m, 0, -h % m, 0, -z % m)
         t = F.pad(x[None, None], pads, mode="replicate")
-        y = run(t)[0, 0, :z, :h, :w]
+        ys = run(t)[:, 0, 0, :z, :h, :w]
     else:
         k = (model.config.get("in_channels", 1) - 1) // 2
         near = (torch.arange(z)[:, None] + torch.arange(-k, k + 1)).clamp(0, z - 1).to(device)
         stacks = F.pad(x[near], (0, -w % m, 0, -h % m), mode="replicate")
-        y = torch.cat([run(b) for b in stacks.split(batch)])[:, 0, :h, :w]
-    return (y.permute(1, 2, 0) * scale).double().cpu().numpy()
+        ys = torch.cat([run(b) for b in stacks.split(batch)], dim=1)[:, :, 0, :h, :w]
+    clamp = torch.relu if model.nonneg else (lambda t: t)
+    y = clamp(ys.mean(dim=0))  # the model's output (ImageToImage.forward)
+    out = (y.permute(1, 2, 0) * scale).double().cpu().numpy()
+    if not spread:
+        return out
+    sd = clamp(ys).std(dim=0, unbiased=False)
+    return out, (sd.permute(1, 2, 0) * scale).double().cpu().numpy()
 
 
 @dataclass(frozen=True)

@@ -42,6 +42,7 @@ _BUILTIN = {
     "r2unet": "fastdat.models.r2unet",
     "transunet": "fastdat.models.transunet",
     "countunet": "fastdat.models.countnet",
+    "ensemble": "fastdat.models.ensemble",
 }
 
 
@@ -78,31 +79,45 @@ class ImageToImage(nn.Module):
         self.net = net
         self.name = info.name
         self.multiple = int(getattr(net, "size_multiple", info.multiple))
-        self.conditioned = info.conditioned
+        self.conditioned = bool(getattr(net, "conditioned", info.conditioned))
         self.residual = residual
         self.nonneg = nonneg
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def _check(self, x: torch.Tensor, cond: torch.Tensor | None) -> None:
         bad = [s for s in x.shape[2:] if s % self.multiple]
         if bad:
             raise ValueError(
                 f"{self.name} needs every image side to be a multiple of {self.multiple}, "
                 f"got {tuple(x.shape[2:])}"
             )
-        if self.conditioned:
-            if cond is None:
-                raise ValueError(f"{self.name} is count-aware: give the scan time's condition")
-            y = self.net(x, cond)
+        if self.conditioned and cond is None:
+            raise ValueError(f"{self.name} is count-aware: give the scan time's condition")
+        if not self.conditioned and cond is not None:
+            raise ValueError(f"{self.name} takes no scan-time condition")
+
+    def _residual(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if not self.residual:
+            return y
+        if x.shape[1] == y.shape[1]:
+            return x + y
+        c = x.shape[1] // 2  # 2.5D: the centre slice of the stack
+        return x[:, c : c + 1] + y
+
+    def each(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        """Every ensemble member's output ``(K, B, C_out, *S)`` with the residual, before the
+        clamp (``K = 1`` for a single network): :func:`fastdat.methods.predict_volume`'s
+        spread. The model's output is ``relu`` of their mean (with ``nonneg``)."""
+        self._check(x, cond)
+        if hasattr(self.net, "each"):
+            ys = self.net.each(x, cond)
         else:
-            if cond is not None:
-                raise ValueError(f"{self.name} takes no scan-time condition")
-            y = self.net(x)
-        if self.residual:
-            if x.shape[1] == y.shape[1]:
-                y = x + y
-            else:  # 2.5D: the centre slice of the stack
-                c = x.shape[1] // 2
-                y = x[:, c : c + 1] + y
+            ys = (self.net(x, cond) if self.conditioned else self.net(x))[None]
+        return torch.stack([self._residual(x, y) for y in ys])
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        self._check(x, cond)
+        y = self.net(x, cond) if self.conditioned else self.net(x)
+        y = self._residual(x, y)
         return torch.relu(y) if self.nonneg else y
 
 

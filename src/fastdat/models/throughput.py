@@ -13,6 +13,13 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _condition(model: nn.Module, batch: int, device: torch.device) -> tuple:
+    """``(cond,)`` of a 5-min scan for a count-aware model, ``()`` for others."""
+    if getattr(model, "conditioned", False):
+        return (torch.zeros(batch, device=device),)
+    return ()
+
+
 def training_throughput(
     model: nn.Module,
     batch: int = 16,
@@ -28,12 +35,13 @@ def training_throughput(
     g = torch.Generator(device=device).manual_seed(0)
     x = torch.rand(batch, 1, size, size, generator=g, device=device)
     y = torch.rand(batch, 1, size, size, generator=g, device=device)
+    args = _condition(model, batch, device)
     for i in range(warmup + steps):
         if i == warmup:
             _sync(device)
             t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = (model(x) - y).abs().mean()
+        loss = (model(x, *args) - y).abs().mean()
         loss.backward()
         opt.step()
     _sync(device)
@@ -48,12 +56,13 @@ def inference_latency(
     device = torch.device(device)
     model = model.to(device).eval()
     x = torch.rand(1, 1, size, size, device=device)
-    model(x)
+    args = _condition(model, 1, device)
+    model(x, *args)
     times = []
     for _ in range(repeats):
         _sync(device)
         t0 = time.perf_counter()
-        model(x)
+        model(x, *args)
         _sync(device)
         times.append(time.perf_counter() - t0)
     return sorted(times)[len(times) // 2]
