@@ -35,6 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from fastdat.data.dataset import StudySource, load_nifti
+from fastdat.data.kinds import REST
+from fastdat.data.kinds import thinned_minutes as minutes
 from fastdat.io.atomic import write_json
 from fastdat.tomo.reconstruct import ReconSettings, settings_dict
 
@@ -42,25 +44,6 @@ log = logging.getLogger(__name__)
 
 #: A requested duration may exceed the acquisition's by this share (rounding of frame times).
 DURATION_RTOL = 0.01
-
-
-REST = "rest"
-"""Prefix of a self-supervised target kind: ``rest5min`` is what the ``5min`` thinning left."""
-
-
-def minutes(kind: str) -> float:
-    """``"5min"`` -> ``5.0`` (``"rest5min"`` -> ``5.0`` too: the subset it is the rest of);
-    ``ValueError`` for a kind that is not a duration."""
-    try:
-        value = float(kind.removeprefix(REST).removesuffix("min"))
-    except ValueError:
-        value = -1.0
-    if not kind.endswith("min") or value <= 0:
-        raise ValueError(
-            f"duration {kind!r}: projections are thinned to durations like '5min' "
-            f"(or '{REST}5min', the counts the 5-min thinning left)"
-        )
-    return value
 
 
 def thinning_seed(seed: int, study_id: str, kind: str) -> int:

@@ -25,6 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from fastdat.data.kinds import kind_minutes
 from fastdat.methods.filters import VOLUME_FILTERS
 from fastdat.methods.filters import apply as apply_filter
 
@@ -84,14 +85,6 @@ def restores_volumes(model: nn.Module) -> bool:
         or cfg.get("in_channels", 1) > 1
         or cfg.get("spatial_dims", 2) == 3
     )
-
-
-def kind_minutes(kind: str) -> float | None:
-    """The scan time of an image kind (``"7.5min"`` -> 7.5), ``None`` if it is not one."""
-    try:
-        return float(kind.removesuffix("min")) if kind.endswith("min") else None
-    except ValueError:
-        return None
 
 
 @torch.no_grad()

@@ -30,11 +30,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from fastdat.data.kinds import REST, kind_minutes
 from fastdat.methods import image_scale
-from fastdat.methods.base import kind_minutes
 from fastdat.training.config import TrainConfig
-
-REST = "rest"
 
 
 @dataclass(frozen=True)
@@ -78,7 +76,7 @@ def target_of(cfg: TrainConfig, kind: str) -> str:
 
 def _minutes(kind: str) -> float:
     value = kind_minutes(kind)
-    if value is None or value <= 0:
+    if value is None:
         raise ValueError(f"input kind {kind!r} is not a scan time like '5min'")
     return value
 
