@@ -101,3 +101,32 @@ def test_raw_osem_sbr_precision_scales_as_one_over_sqrt_time(sweep):
     sd = np.array([float(r["value"]) for r in rows])
     fit = scaling_exponent(t, sd)
     assert fit.slope == pytest.approx(-0.5, abs=max(0.15, 3 * fit.se))
+
+
+def test_a_count_aware_network_is_told_each_duration(tmp_path):
+    """A network trained at 5 min is applied at every duration; a count-aware one must be told
+    the duration it restores (not its training scan time), and its restorations differ."""
+    import torch
+
+    from fastdat.models import build_model, save_model
+    from fastdat.sweep.config import SweepConfig
+    from fastdat.sweep.run import methods_per_duration
+
+    torch.manual_seed(0)
+    net = build_model("countunet", residual=True, features=4, levels=2, in_channels=3).eval()
+    for p in net.parameters():  # non-zero FiLM maps: the scan time matters
+        p.data.add_(0.05 * torch.randn_like(p))
+    save_model(net, tmp_path / "ca")
+    cfg = SweepConfig(
+        durations=(2.0, 5.0, 10.0), reference_duration=10.0, networks=(str(tmp_path / "ca"),)
+    )
+    per = methods_per_duration(cfg, {f"{d:g}min": {} for d in (2, 5, 10)}, {}, "cpu")
+    nets = {d: [m for m in ms if m.kind == "network"] for d, ms in per.items()}
+    assert {d: [m.scan_minutes for m in ms] for d, ms in nets.items()} == {
+        2.0: [2.0],
+        5.0: [5.0],
+        10.0: [10.0],
+    }
+    vol = np.random.default_rng(0).gamma(2.0, 1.0, (16, 16, 5))
+    y2, y10 = (nets[d][0].apply_volume(vol) for d in (2.0, 10.0))
+    assert np.abs(y2 - y10).max() > 1e-3 * vol.max()

@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -142,7 +143,7 @@ def methods_per_duration(
     cfg: SweepConfig, tuned: dict, per_duration: dict[str, Path], device
 ) -> dict[float, list[Method]]:
     """Raw OSEM (``osem``), the tuned filters, the networks trained at 5 min and the
-    per-duration network, for every duration."""
+    per-duration network, for every duration; a count-aware network is told each duration."""
     from fastdat.methods import load_methods
     from fastdat.methods.load import network_method
 
@@ -156,7 +157,7 @@ def methods_per_duration(
             Method(n, "filter", input_kind=k, params=dict(doc["params"]))
             for n, doc in tuned[k].items()
         ]
-        ms += networks
+        ms += [replace(m, minutes=float(d)) for m in networks]
         if k in per_duration:
             net = network_method(f"{cfg.per_duration_model}-per-duration", per_duration[k], device)
             ms.append(net)
