@@ -172,3 +172,15 @@ def test_layers_are_not_modified(tmp_path, small_preset):
     resolve(Small, preset=("small", "p"), base=base, sets=["inner.name=z"])
     assert base == {"inner": {"depth": 9}}
     assert config.load_preset("small", "p")["inner"] == {"depth": 5}
+
+
+def test_the_count_aware_training_preset_resolves_to_a_count_aware_recipe():
+    """``fastdat train --preset countaware``: a conditioned 2.5D network trained on 2-15 min."""
+    from fastdat.data.kinds import kind_minutes
+    from fastdat.models.registry import model_info
+    from fastdat.training.config import TrainConfig
+
+    cfg = resolve(TrainConfig, preset=("train", "countaware"), sets=["seed=3"], section="train")
+    assert model_info(cfg.model).conditioned and cfg.context == 1 and cfg.seed == 3
+    minutes = [kind_minutes(k) for k in cfg.input_kinds]
+    assert min(minutes) == 2 and max(minutes) == 15 and cfg.shift_px > 0 and cfg.rotate_deg > 0

@@ -226,6 +226,13 @@ def _cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ensemble(args: argparse.Namespace) -> int:
+    from fastdat.models.ensemble import save_ensemble
+
+    print(f"wrote {save_ensemble(args.runs, args.out)}")
+    return 0
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from fastdat.config import resolve
     from fastdat.training.config import TrainConfig
@@ -234,7 +241,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
     sets = list(args.set or [])
     if args.model:
         sets.append(f"model={args.model}")
-    cfg = resolve(TrainConfig, file=args.config, sets=sets, section="train")
+    preset = ("train", args.preset) if args.preset else None
+    cfg = resolve(TrainConfig, preset=preset, file=args.config, sets=sets, section="train")
     device = _resolve_device(args.device)
     best = train(args.dataset, args.out, cfg, device, resume=args.resume)
     print(f"best checkpoint: {best}")
@@ -476,9 +484,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=2, help="timed training steps per model")
     p.set_defaults(func=_cmd_models)
 
+    p = sub.add_parser(
+        "ensemble",
+        help="join runs of one recipe trained from different seeds into one deep-ensemble model",
+    )
+    p.add_argument("runs", nargs="+", help="run folders or checkpoints (two or more)")
+    p.add_argument("--out", required=True, help="checkpoint to write (OUT.safetensors + OUT.json)")
+    p.set_defaults(func=_cmd_ensemble)
+
     p = sub.add_parser("train", help="train a model on a crop dataset")
     p.add_argument("--dataset", required=True, help="dataset directory (fastdat dataset build)")
     p.add_argument("--model", help="registry name (fastdat models); default unet4")
+    p.add_argument(
+        "--preset",
+        help="training preset: countaware (one count-aware 2.5D network for 2-15 min)",
+    )
     p.add_argument("--out", required=True, help="run directory")
     p.add_argument(
         "--config", help="YAML file of training settings (its 'train' section if it has one)"

@@ -156,3 +156,36 @@ def test_ensemble_is_the_mean_of_its_members_and_saves_as_one_model(tmp_path):
     assert not single_sd.any()
     with pytest.raises(ValueError, match="built differently"):
         ensemble_from([members[0], _member(4, levels=3)])
+
+
+def test_save_ensemble_joins_runs_of_one_recipe_and_refuses_others(tmp_path):
+    from fastdat.models import load_model
+    from fastdat.models.checkpoint import read_sidecar
+    from fastdat.models.ensemble import ensemble_from, save_ensemble
+
+    base = {"model": "countunet", "input_kinds": ["2min", "5min"], "target_kind": "noisefree"}
+    runs = []
+    for seed in (1, 2):
+        extra = {"train": {**base, "seed": seed}, "dataset_fingerprint": "abc", "epoch": seed}
+        save_model(_member(seed), tmp_path / f"run{seed}" / "best", extra=extra)
+        runs.append(tmp_path / f"run{seed}")
+    save_ensemble(runs, tmp_path / "ens")
+    meta = read_sidecar(tmp_path / "ens")
+    assert meta["train"]["target_kind"] == "noisefree" and meta["dataset_fingerprint"] == "abc"
+    assert [m["seed"] for m in meta["members"]] == [1, 2]
+    x, c = torch.rand(2, 3, 16, 16), condition_value(torch.tensor([2.0, 10.0]))
+    expected = ensemble_from([load_model(r / "best") for r in runs])
+    with torch.no_grad():
+        assert torch.equal(load_model(tmp_path / "ens")(x, c), expected(x, c))
+    with pytest.raises(ValueError, match="exists"):
+        save_ensemble(runs, tmp_path / "ens")
+    other = {"train": {**base, "seed": 3, "target_kind": "25min"}, "dataset_fingerprint": "abc"}
+    save_model(_member(3), tmp_path / "run3" / "best", extra=other)
+    with pytest.raises(ValueError, match="target_kind"):
+        save_ensemble([runs[0], tmp_path / "run3"], tmp_path / "ens2")
+    refit = {"train": {**base, "seed": 4}, "dataset_fingerprint": "xyz"}
+    save_model(_member(4), tmp_path / "run4" / "best", extra=refit)
+    with pytest.raises(ValueError, match="another dataset"):
+        save_ensemble([runs[0], tmp_path / "run4"], tmp_path / "ens3")
+    with pytest.raises(ValueError, match="at least two"):
+        save_ensemble(runs[:1], tmp_path / "ens4")

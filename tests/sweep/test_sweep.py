@@ -130,3 +130,99 @@ def test_a_count_aware_network_is_told_each_duration(tmp_path):
     vol = np.random.default_rng(0).gamma(2.0, 1.0, (16, 16, 5))
     y2, y10 = (nets[d][0].apply_volume(vol) for d in (2.0, 10.0))
     assert np.abs(y2 - y10).max() > 1e-3 * vol.max()
+
+
+def _random_countunet(seed: int):
+    import torch
+
+    from fastdat.models import build_model
+
+    torch.manual_seed(seed)
+    net = build_model(
+        "countunet", residual=True, nonneg=True, features=4, levels=2, in_channels=3
+    ).eval()
+    for p in net.parameters():  # non-zero FiLM maps and a visible correction
+        p.data.add_(0.05 * torch.randn_like(p))
+    return net
+
+
+def test_ensemble_sbr_rows_use_the_sweep_vois_and_the_members_spread(sweep):
+    """The intervals stage's reference is the sweep's noise-free SBR in the same fixed VOIs, its
+    value the ensemble image's SBR, and sigma the SD of SBRs measured on each member alone."""
+    from fastdat.data import read_dataset
+    from fastdat.data.dataset import sources_from_simulation
+    from fastdat.evaluation.evaluate import crop_column, default_quant
+    from fastdat.methods import Method, predict_volume
+    from fastdat.models.ensemble import ensemble_from
+    from fastdat.quantification.sbr import measure_sbr, place_vois
+    from fastdat.sweep import intervals
+    from fastdat.sweep.measure import load
+
+    out, _ = sweep
+    ds = read_dataset(out / "dataset")
+    singles = [_random_countunet(s) for s in (1, 2)]
+    ens = Method("ens", "network", input_kind="5min", model=ensemble_from(singles))
+    kinds = (*(f"{d:g}min" for d in DURATIONS), "noisefree")
+    split = ds.split_of_study
+    test_id = next(s for s, sp in split.items() if sp == "test")
+    src = next(s for s in sources_from_simulation(out / "sim", kinds) if s.study_id == test_id)
+    st = ds.studies.loc[test_id]
+    corner = (int(st["corner_i"]), int(st["corner_j"]))
+    qcfg = default_quant(ds)
+    res = intervals.study_rows(src, "test", corner, (2.0, 10.0), [ens], ds.crop, qcfg)
+    assert res["failure"] is None
+    rows = res["rows"]
+    assert len(rows) == 2 * len(intervals.MEASURES) * 2  # durations x measures x sides
+    swept = {r["method"]: r for r in load(out / "measure" / f"{test_id}.npz")["rows"]}
+    for r in rows:
+        assert r["reference"] == pytest.approx(swept["noisefree"][f"{r['measure']}_{r['side']}"])
+    nf, vox = src.loaders["noisefree"]()
+    vois = place_vois(crop_column(nf, *corner, ds.crop), float(vox), qcfg)
+    x = crop_column(src.loaders["2min"]()[0], *corner, ds.crop)
+    alone = [measure_sbr(predict_volume(n, x, 2.0), vois, float(vox), qcfg) for n in singles]
+    mean = measure_sbr(predict_volume(ens.model, x, 2.0), vois, float(vox), qcfg)
+    for r in (r for r in rows if r["duration_min"] == 2.0):
+        key = f"{r['measure']}_{r['side']}"
+        assert r["value"] == pytest.approx(mean[key], rel=1e-9)
+        expected = max(float(np.std([a[key] for a in alone], ddof=1)), 1e-3)
+        assert r["sigma"] == pytest.approx(expected, rel=1e-4)
+
+
+def test_intervals_calibrate_on_validation_and_cover_the_test_split():
+    """Gaussian errors of known SD: q near the normal quantile, test coverage near the level;
+    a duration whose errors are twice the stated SD is under-covered, and shows it."""
+    from scipy import stats
+
+    from fastdat.sweep.intervals import analyse
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for split, n in (("val", 3000), ("test", 3000)):
+        for i in range(n):
+            d = (2.0, 10.0)[i % 2]
+            sigma = rng.uniform(0.05, 0.2)
+            ref = rng.normal(2.0, 0.5)
+            err = sigma * rng.normal() * (2.0 if (split == "test" and d == 2.0) else 1.0)
+            rows.append(
+                {
+                    "method": "ens",
+                    "split": split,
+                    "duration_min": d,
+                    "measure": "putamen",
+                    "side": "left",
+                    "reference": ref,
+                    "value": ref + err,
+                    "sigma": sigma,
+                }
+            )
+    table, rules = analyse(rows, 0.9)
+    q = rules["ens"]["rules"]["putamen"]["q"]
+    assert q == pytest.approx(stats.norm.ppf(0.95), abs=0.08)
+    by = {r["duration_min"]: r for r in table}
+    assert by["10"]["coverage_low"] < 0.9 < by["10"]["coverage_high"]
+    expected_2 = 2 * stats.norm.cdf(q / 2) - 1  # errors of twice the SD
+    assert by["2"]["coverage_low"] < expected_2 < by["2"]["coverage_high"]
+    assert by["2"]["coverage_high"] < 0.8
+    assert by["all"]["n_test"] == 3000
+    sig = np.mean([r["sigma"] for r in rows if r["split"] == "test"])
+    assert by["all"]["half_width_mean"] == pytest.approx(q * sig, rel=1e-9)

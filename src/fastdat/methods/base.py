@@ -87,6 +87,11 @@ def restores_volumes(model: nn.Module) -> bool:
     )
 
 
+def ensemble_size(model: nn.Module) -> int:
+    """Members of an ensemble (1 for a single network)."""
+    return len(getattr(getattr(model, "net", None), "members", [])) or 1
+
+
 @torch.no_grad()
 def predict_volume(
     model: nn.Module,
@@ -95,6 +100,7 @@ def predict_volume(
     device: torch.device | str = "cpu",
     batch: int = 32,
     spread: bool = False,
+    members: bool = False,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """A volume network's restoration of an ``(X, Y, Z)`` volume (transaxial slices along z).
 
@@ -112,9 +118,11 @@ def predict_volume(
         batch: Slices per call (2D / 2.5D).
         spread: Also return the SD of an ensemble's members (:mod:`fastdat.models.ensemble`)
             voxel by voxel, on the volume's scale (zeros for a single network).
+        members: Instead of the spread, return every member's own restoration
+            ``(K, X, Y, Z)`` float32 (``K = 1`` for a single network), on the volume's scale.
 
     Returns:
-        float64 ``(X, Y, Z)`` (and its spread); zeros for an all-zero volume.
+        float64 ``(X, Y, Z)`` (and its spread, or its members); zeros for an all-zero volume.
     """
     import torch.nn.functional as F
 
@@ -125,6 +133,8 @@ def predict_volume(
     vol = torch.from_numpy(np.ascontiguousarray(volume, dtype=np.float32)).to(device)
     scale = float(vol.max())
     if scale <= 0:
+        if members:
+            return np.zeros(vol.shape), np.zeros((ensemble_size(model), *vol.shape), np.float32)
         return (np.zeros(vol.shape), np.zeros(vol.shape)) if spread else np.zeros(vol.shape)
     conditioned = bool(getattr(model, "conditioned", False))
     if conditioned and minutes is None:
@@ -150,6 +160,9 @@ def predict_volume(
     clamp = torch.relu if model.nonneg else (lambda t: t)
     y = clamp(ys.mean(dim=0))  # the model's output (ImageToImage.forward)
     out = (y.permute(1, 2, 0) * scale).double().cpu().numpy()
+    if members:
+        each = clamp(ys).permute(0, 2, 3, 1) * scale  # (K, X, Y, Z)
+        return out, each.float().cpu().numpy()
     if not spread:
         return out
     sd = clamp(ys).std(dim=0, unbiased=False)

@@ -15,6 +15,7 @@ and options) and ``size``: :func:`fastdat.models.load_model` rebuilds it alone.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -101,3 +102,66 @@ def ensemble_from(models: list[nn.Module]):
     for slot, m in zip(ens.net.members, models, strict=True):
         slot.load_state_dict(m.net.state_dict())
     return ens.eval()
+
+
+SEED_FREE = ("seed",)
+"""Training settings members may differ in (everything else must be equal)."""
+
+
+def save_ensemble(refs: list[str | Path], out: str | Path) -> Path:
+    """Join trained networks into one ensemble checkpoint ``out`` (``out.safetensors`` + sidecar).
+
+    The members must be runs of one training recipe on one dataset that differ only in their
+    seed: same architecture (:func:`ensemble_from`), same ``train`` settings except ``seed``
+    and same ``dataset_fingerprint`` in their sidecars. The ensemble's sidecar keeps the common
+    ``train`` settings (so methods read its input and target kinds as a member's), the dataset
+    fingerprint, and per member its checkpoint, seed, epoch and validation loss.
+
+    Args:
+        refs: Two or more run folders or checkpoints (:func:`resolve_checkpoint`).
+        out: Checkpoint stem to write (refused if it exists).
+
+    Returns:
+        The weights path.
+
+    Raises:
+        ValueError: Fewer than two members, members trained differently (the setting named), or
+            ``out`` exists.
+    """
+    from fastdat.models.checkpoint import _paths, load_model, read_sidecar, resolve_checkpoint
+
+    if len(refs) < 2:
+        raise ValueError(f"an ensemble needs at least two trained networks, got {len(refs)}")
+    weights, sidecar = _paths(out)
+    if weights.exists() or sidecar.exists():
+        raise ValueError(f"{weights}: exists; choose another name (results are never replaced)")
+    stems = [resolve_checkpoint(r) for r in refs]
+    metas = [read_sidecar(s) for s in stems]
+    first = metas[0]
+    train = {k: v for k, v in (first.get("train") or {}).items() if k not in SEED_FREE}
+    for stem, meta in zip(stems[1:], metas[1:], strict=True):
+        other = {k: v for k, v in (meta.get("train") or {}).items() if k not in SEED_FREE}
+        diff = sorted(k for k in set(train) | set(other) if train.get(k) != other.get(k))
+        if diff:
+            raise ValueError(f"{stem}: trained differently from {stems[0]} ({', '.join(diff)})")
+        if meta.get("dataset_fingerprint") != first.get("dataset_fingerprint"):
+            raise ValueError(f"{stem}: trained on another dataset than {stems[0]}")
+    ens = ensemble_from([load_model(s) for s in stems])
+    members = [
+        {
+            "checkpoint": str(s),
+            "seed": (m.get("train") or {}).get("seed"),
+            "epoch": m.get("epoch"),
+            "val": m.get("val"),
+            "git_commit": m.get("git_commit"),
+        }
+        for s, m in zip(stems, metas, strict=True)
+    ]
+    from fastdat.models.checkpoint import save_model
+
+    extra = {
+        "train": first.get("train"),
+        "dataset_fingerprint": first.get("dataset_fingerprint"),
+        "members": members,
+    }
+    return save_model(ens, out, extra=extra)

@@ -61,6 +61,8 @@ class SweepConfig:
         target_accuracy: Balanced accuracy the inconclusive share is computed for.
         n_boot: Subject-bootstrap replicates of the iso-performance CIs.
         level: Confidence level of every interval.
+        interval_level: Nominal coverage of the SBR intervals of ensemble networks
+            (:mod:`fastdat.sweep.intervals`).
         seed: Seed of the bootstrap.
         observer: The observer's settings.
     """
@@ -81,6 +83,7 @@ class SweepConfig:
     target_accuracy: float = 0.98
     n_boot: int = 1000
     level: float = 0.95
+    interval_level: float = 0.9
     seed: int = 0
     observer: ObserverConfig = field(default_factory=ObserverConfig)
 
@@ -95,6 +98,8 @@ class SweepConfig:
         unknown = sorted(set(self.filters) - {*FILTERS, *VOLUME_FILTERS})
         if unknown:
             raise ValueError(f"sweep.filters: unknown {unknown}")
+        if not 0 < self.interval_level < 1:
+            raise ValueError(f"sweep.interval_level must be in (0, 1): {self.interval_level}")
         if not 0.5 < self.target_accuracy <= 1 or not 0 < self.level < 1 or self.n_boot < 100:
             raise ValueError("sweep.target_accuracy in (0.5, 1], level in (0, 1), n_boot >= 100")
 

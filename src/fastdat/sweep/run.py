@@ -11,6 +11,9 @@ A sweep preset (``fastdat/presets/sweep/<name>.yaml``) has the keys ``simulate``
     tuned.json           filters tuned per duration on the validation split (vs noise-free)
     train/<d>min/        the per-duration networks (``per_duration``)
     measure/<id>.npz     each study's measurements (:mod:`fastdat.sweep.measure`)
+    intervals/, intervals.csv, intervals.json
+                         SBR intervals of ensemble networks, calibrated on the validation
+                         split, coverage on the test split (:mod:`fastdat.sweep.intervals`)
     precision/           the precision cohort's dataset and measurements (``--precision``)
     fom.csv, iso.csv     figures of merit and iso-performance times (:mod:`fastdat.sweep.analysis`)
     sweep.json           durations, patients, timings and notes
@@ -40,7 +43,7 @@ from fastdat.io.atomic import write_csv, write_json, write_yaml
 from fastdat.methods import Method
 from fastdat.methods.filters import FILTERS, VOLUME_FILTERS, tune, tune_volume
 from fastdat.quantification.sbr import QuantConfig
-from fastdat.sweep import analysis
+from fastdat.sweep import analysis, intervals
 from fastdat.sweep.config import SweepConfig, kind
 from fastdat.sweep.measure import (
     NOISE_FREE,
@@ -292,6 +295,18 @@ def run_sweep(
     t0 = time.perf_counter()
     results, failures = _measure_all(ds, sources, methods, cfg, out / "measure", qcfg, progress)
     timings["measure"] = time.perf_counter() - t0
+
+    ens = intervals.ensembles(methods[min(methods)])
+    if ens:
+        t0 = time.perf_counter()
+        rows, more_failures = intervals.measure_all(
+            ds, sources, cfg.durations, ens, out / "intervals", qcfg, progress
+        )
+        table, rules = intervals.analyse(rows, cfg.interval_level)
+        write_csv(out / "intervals.csv", table)
+        write_json(out / "intervals.json", rules)
+        failures += [f for f in more_failures if f not in failures]
+        timings["intervals"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     vox = float(ds.studies["voxel_mm"].iloc[0])
