@@ -9,13 +9,15 @@ recorded in its header). Measured, each as a new process, median of ``--repeats`
 - ``fastdat denoise --model default``: today's packaged 2D network (anchored mode: localizer);
 - ``fastdat denoise --model COUNT``: a count-aware 2.5D ``countunet`` (16 features, 4 levels;
   the scan time from the header; whole volume, no localizer). Its weights are a zero correction
-  (the identity), which costs what trained weights cost and passes the guard.
+  (the identity), which costs what trained weights cost and passes the guard;
+- ``fastdat denoise --model M`` for every ``--model M`` given (e.g. a trained count-aware
+  ensemble).
 
 Prints seconds and each one's ratio to the default model's.
 
 Usage::
 
-    python benchmarks/bench_cold_start.py [--repeats 5] [--threads 2]
+    python benchmarks/bench_cold_start.py [--repeats 5] [--threads 2] [--model CKPT ...]
 """
 
 from __future__ import annotations
@@ -47,6 +49,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--model", action="append", default=[], help="a checkpoint to time too")
     args = parser.parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     with tempfile.TemporaryDirectory() as tmp:
@@ -82,6 +85,18 @@ def main() -> None:
                 str(count),
             ],
         }
+        for ckpt in args.model:
+            cases[Path(ckpt).name] = lambda i, c=ckpt: [
+                *fastdat,
+                "denoise",
+                str(study),
+                "--out",
+                str(root / f"m{abs(hash(c))}_{i}"),
+                "--device",
+                "cpu",
+                "--model",
+                str(Path(c).resolve()),
+            ]
         times = {}
         for name, cmd in cases.items():
             run(cmd(-1), env)  # warm the file cache

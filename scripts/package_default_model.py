@@ -8,8 +8,9 @@ recorded). Run it from a clean checkout: it refuses a source tree with uncommitt
 run trained from one, so that the sidecar's ``git_commit`` names code anyone can check out. The
 sidecar records the training cohort (simulation preset, seed, size, split) so that ``fastdat
 study`` refuses to test the model on its own training patients, and the input range
-(``input_range``: :func:`fastdat.inference.safety.input_features` of the training split's
-5-min volumes, min and max) that ``fastdat denoise`` checks its inputs against;
+(``input_range``: :func:`fastdat.inference.safety.input_range_of`, the min and max of the
+:func:`~fastdat.inference.safety.input_features` of the training split's 5-min volumes) that
+``fastdat denoise`` checks its inputs against;
 ``--input-range FILE`` records a given one instead.
 """
 
@@ -26,32 +27,27 @@ import yaml
 from fastdat.config import git_commit
 from fastdat.data import read_dataset
 from fastdat.data.volumes import study_sources
-from fastdat.inference.safety import input_features
+from fastdat.inference.safety import input_features, input_range_of
 from fastdat.models import load_model, save_model
 from fastdat.models.checkpoint import PACKAGED, read_sidecar
 
 
 def training_input_range(dataset: Path, kind: str) -> dict:
-    """Min and max of each input feature over the training split's whole ``kind`` volumes."""
+    """:func:`~fastdat.inference.safety.input_range_of` the training split's whole ``kind``
+    volumes (min and max of each input feature, one voxel size)."""
     ds = read_dataset(dataset)
     split = ds.split_of_study
-    feats, voxels = [], set()
+    feats = []
     for src in study_sources(ds, (kind,)):
         if split.get(src.study_id) != "train":
             continue
         volume, voxel_mm = src.loaders[kind]()
-        feats.append(input_features(volume, voxel_mm))
-        voxels.add(round(float(voxel_mm), 4))
-    if len(voxels) != 1:
-        sys.exit(f"refused: {dataset}'s training studies have voxel sizes {sorted(voxels)}")
-    rng = {
-        k: [round(min(f[k] for f in feats), 4), round(max(f[k] for f in feats), 4)]
-        for k in ("noise", "contrast")
-    }
-    return {
-        "voxel_mm": voxels.pop(),
-        **rng,
-        "n_studies": len(feats),
+        feats.append(input_features(volume, float(voxel_mm)))
+    try:
+        rng = input_range_of(feats)
+    except ValueError as err:
+        sys.exit(f"refused: {dataset}'s training studies: {err}")
+    return rng | {
         "source": f"{kind} volumes of the {len(feats)} training-split studies of the "
         "training cohort (scripts/package_default_model.py)",
     }

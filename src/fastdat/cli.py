@@ -331,10 +331,13 @@ def _cmd_denoise(args: argparse.Namespace) -> int:
         force=args.force,
         refuse_ood=args.refuse_ood,
         minutes=args.minutes,
+        sbr=args.sbr,
     )
     for r in results:
         if r.status == "ok":
             print(f"{r.source} -> {r.output}" + "".join(f" (warning: {w})" for w in r.warnings))
+            for extra in r.extras:
+                print(f"  and {extra}")
         else:
             print(f"fastdat denoise: {r.status}: {r.source}: {r.reason}", file=sys.stderr)
     failed = sum(r.status == "failed" for r in results)
@@ -610,6 +613,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         help="scan time of the inputs (default: from the DICOM header, Actual Frame Duration x "
         "views); a count-aware model needs it",
+    )
+    p.add_argument(
+        "--sbr",
+        action="store_true",
+        help="also measure SBRs on the restored image (<name>_sbr.json); an ensemble model adds "
+        "its members' spread and, if calibrated, an interval on each SBR",
     )
     p.set_defaults(func=_cmd_denoise)
 

@@ -54,6 +54,16 @@ with position and rotation augmentation on whole slabs: they restore the whole v
 (mode ``"volume"``, :func:`fastdat.methods.predict_volume`), need no localizer, and a count-aware
 one is told the scan time (``minutes``), which is checked against the scan times it was trained
 on. The spectral limit and the output checks apply to them as to the 2D networks.
+
+Uncertainty. A deep ensemble of volume networks (:mod:`fastdat.models.ensemble`) restores the
+volume once per member; the image is the members' mean. With ``members=True``
+:func:`denoise_volume` also returns every member's restoration after the same spectral limit and
+non-negative clamp as the image, and :func:`uncertainty_map` their per-voxel SD (``ddof=1``, the
+image's units): how much the restoration itself is unsure of each voxel, not its error against
+the truth. :func:`sbr_with_intervals` measures SBRs on the image (VOIs placed on it) and on
+every member in the same VOIs; their SD ``sigma`` becomes an interval only through a conformal
+calibration stored in the model's sidecar (:mod:`fastdat.quantification.intervals`). A single
+network, or a 2D ensemble applied slice by slice (mean only), gives neither.
 """
 
 from __future__ import annotations
@@ -207,6 +217,35 @@ def limit_spectrum(x: torch.Tensor, y: torch.Tensor, voxel_mm: float | None) -> 
     return torch.fft.ifft2(fy_).real.to(y.dtype)
 
 
+def no_members(net: ImageToImage) -> str | None:
+    """Why :func:`denoise_volume` cannot keep ``net``'s members (no uncertainty map), or ``None``
+    for a deep ensemble of two or more volume networks."""
+    from fastdat.methods import ensemble_size, restores_volumes
+
+    k = ensemble_size(net)
+    if k < 2:
+        return "single network: no ensemble members whose spread could be measured"
+    if not restores_volumes(net):
+        return f"a 2D ensemble of {k} is applied slice by slice (its mean only): no members kept"
+    return None
+
+
+def uncertainty_map(members: np.ndarray) -> np.ndarray:
+    """Per-voxel SD of an ensemble's restorations: ``sqrt(sum_k (y_k - mean)^2 / (K - 1))``.
+
+    Args:
+        members: ``(K, X, Y, Z)`` the members' restorations (``K >= 2``), as
+            :func:`denoise_volume` returns them with ``members=True``.
+
+    Returns:
+        float32 ``(X, Y, Z)``, in the image's units (counts, counts / s...), >= 0.
+    """
+    each = np.asarray(members, dtype=np.float64)
+    if each.ndim != 4 or each.shape[0] < 2:
+        raise ValueError(f"expected (K >= 2, X, Y, Z) members, got shape {each.shape}")
+    return each.std(axis=0, ddof=1).astype(np.float32)
+
+
 class RestorationRefused(ValueError):
     """The input is unlike the model's training data (with ``refuse_ood``), or the restoration
     failed an output check (it would add structure): nothing is written."""
@@ -225,6 +264,7 @@ def denoise_volume(
     guard: bool = True,
     refuse_ood: bool = False,
     minutes: float | None = None,
+    members: bool = False,
 ):
     """Denoised ``(X, Y, Z)`` float32 and what was done (mode, crop corner, checks, warnings).
 
@@ -244,6 +284,14 @@ def denoise_volume(
             :func:`fastdat.methods.restores_volumes`) restores the whole volume told this
             (``mode`` is then ``"volume"``, no localizer), and it is checked against the scan
             times the model was trained on.
+        members: Also return the ensemble members' restorations (module docstring), each after
+            the spectral limit (with ``guard``) and the clamp at zero, as the image.
+
+    Returns:
+        ``(image, info)``; with ``members``, ``(image, info, each)``: ``each`` is float32
+        ``(K, X, Y, Z)`` on the input's scale, or ``None`` where :func:`no_members` says why;
+        ``info["uncertainty"]`` then describes the map (method, ``members`` = K) or is ``None``
+        with ``info["uncertainty_reason"]``.
 
     Raises:
         RestorationRefused: See the class; the reason names every failed check.
@@ -296,8 +344,13 @@ def denoise_volume(
             log.warning(info["warnings"][-1])
             info["mode"] = "slice"
     x = vol.permute(2, 0, 1)[:, None].to(device)  # (Z, 1, X, Y): one image per slice
+    why_not = no_members(net) if members else "not asked for"
+    each = None  # (K, Z, 1, X, Y): the members, as the image
     if volume_net:
-        y = predict_volume(net, vol.numpy(), minutes, device, batch)
+        y = predict_volume(net, vol.numpy(), minutes, device, batch, members=why_not is None)
+        if why_not is None:
+            y, ys = y
+            each = torch.from_numpy(ys).permute(0, 3, 1, 2)[:, :, None].to(device)
         out = torch.from_numpy(y).float().permute(2, 0, 1)[:, None].to(device)
     elif info["mode"] == "anchored":
         out = _anchored(net, x, batch, info["crop_corner"])
@@ -305,7 +358,11 @@ def denoise_volume(
         out = (_slices if info["mode"] == "slice" else _tiles)(net, x, batch)
     if guard:
         out = limit_spectrum(x, out, in_plane)
+        if each is not None:
+            each = torch.stack([limit_spectrum(x, e, in_plane) for e in each])
     out = out[:, 0].clamp_min(0).permute(1, 2, 0).cpu().numpy().astype(np.float32)
+    if each is not None:
+        each = each[:, :, 0].clamp_min(0).permute(0, 2, 3, 1).cpu().numpy().astype(np.float32)
     if guard:
         checks = safety.check_output(safety.output_features(vol.numpy(), out))
         info["output_checks"] = [c.__dict__ for c in checks]
@@ -316,7 +373,22 @@ def denoise_volume(
                 + "; ".join(failed)
                 + (f" (and {'; '.join(unlike)})" if unlike else "")
             )
-    return out, info
+    if not members:
+        return out, info
+    if each is None:
+        info["uncertainty"], info["uncertainty_reason"] = None, why_not
+    else:
+        k = int(each.shape[0])
+        info["uncertainty"] = {
+            "method": f"deep ensemble, {k} members, per-voxel SD of members (ddof=1), same "
+            "units as the image",
+            "members": k,
+            "note": "each member's restoration passes the image's spectral limit and clamp at "
+            "zero before the SD"
+            if guard
+            else "each member's restoration is clamped at zero before the SD (no guard)",
+        }
+    return out, info, each
 
 
 def denoise(
@@ -370,3 +442,122 @@ def denoise(
         volume, net, device, mode, voxel_mm, refuse_ood=refuse_ood, guard=guard, minutes=minutes
     )
     return out
+
+
+def _number(x) -> float | None:
+    """A finite float, or ``None`` (JSON has no NaN or infinity)."""
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def sbr_with_intervals(
+    image: np.ndarray,
+    voxel_mm: float,
+    members: np.ndarray | None = None,
+    intervals=None,
+    cfg=None,
+) -> dict:
+    """SBRs of a restored image, with the members' spread and calibrated intervals where known.
+
+    VOIs are placed once, on ``image`` (:func:`fastdat.quantification.sbr.quantify_volume`);
+    every member's image is measured in the same VOIs
+    (:func:`fastdat.quantification.sbr.measure_sbr`) and ``sigma`` is the SD of their SBRs
+    (:func:`fastdat.quantification.intervals.member_sigma`: ``ddof=1``, floored at 1e-3). With
+    a calibration, ``[value - q sigma, value + q sigma]`` per measure
+    (:meth:`SBRIntervals.interval`). No interval is ever given without both: ``lower`` and
+    ``upper`` are then ``None`` and a warning says why (single network, uncalibrated model, a
+    measure the calibration lacks, a member not measurable, too few calibration cases).
+
+    The sweep's calibration (:mod:`fastdat.sweep.intervals`) placed its VOIs on the noise-free
+    reconstruction and measured members without the spectral limit; here the VOIs are placed on
+    the restored image and the members are limited as the image is. The nominal coverage holds
+    as far as these differences leave the normalized scores ``|ref - value| / sigma`` unchanged.
+
+    Args:
+        image: ``(X, Y, Z)`` restored image, RAS+ axes, any positive scale.
+        voxel_mm: Isotropic voxel size (mm).
+        members: ``(K, X, Y, Z)`` the ensemble members' images (:func:`denoise_volume` with
+            ``members``), or ``None`` for a single network.
+        intervals: :class:`~fastdat.quantification.intervals.SBRIntervals` from the model's
+            sidecar (``sbr_intervals``), or ``None``.
+        cfg: :class:`~fastdat.quantification.sbr.QuantConfig` (default settings if ``None``).
+
+    Returns:
+        JSON-ready dict: ``sbr`` (``<measure>_<side>`` -> ``measure, side, value, sigma,
+        lower, upper``; SBR units), ``derived`` (asymmetry %, putamen / caudate), ``level``,
+        ``covers`` (what an interval holds), ``calibration``, ``members``, ``vois``,
+        ``quantify`` (the settings) and ``warnings``.
+
+    Raises:
+        NoStriatumError: No striatum found on ``image`` (nothing measured).
+    """
+    from dataclasses import asdict
+
+    from fastdat.anatomy.labels import REGIONS, SIDES
+    from fastdat.quantification.intervals import member_sigma
+    from fastdat.quantification.sbr import QuantConfig, measure_sbr, quantify_volume
+
+    cfg = cfg or QuantConfig()
+    values, vois = quantify_volume(image, voxel_mm, cfg)
+    keys = [f"{m}_{s}" for m in (*REGIONS, "southampton") for s in SIDES]
+    k = 1 if members is None else len(members)
+    warnings: list[str] = []
+    sigma: dict[str, float] = {}
+    if k < 2:
+        warnings.append("single network: no members' spread, so no SBR interval")
+    else:
+        try:
+            each = [measure_sbr(m, vois, voxel_mm, cfg) for m in members]
+        except ValueError as err:  # NoStriatumError: a member's striata not above reference
+            warnings.append(f"an ensemble member's SBRs could not be measured ({err}): no sigma")
+        else:
+            sigma = {key: float(member_sigma(np.array([e[key] for e in each]))) for key in keys}
+        if intervals is None:
+            warnings.append(
+                "the model has no calibrated SBR intervals (sidecar 'sbr_intervals'): "
+                "uncalibrated, so no interval (sigma alone is not one)"
+            )
+    rows, lacking = {}, []
+    for key in keys:
+        measure, side = key.rsplit("_", 1)
+        row = {"measure": measure, "side": side, "value": _number(values[key])}
+        row |= {"sigma": sigma.get(key), "lower": None, "upper": None}
+        if intervals is not None and key in sigma and row["value"] is not None:
+            if measure not in intervals.rules:
+                lacking.append(measure)
+            elif np.isfinite(intervals.rules[measure].q):
+                lo, hi = intervals.interval(measure, row["value"], sigma[key])
+                row["lower"], row["upper"] = float(lo), float(hi)
+            else:
+                lacking.append(f"{measure} (too few calibration cases for the level)")
+        rows[key] = row
+    if lacking:
+        warnings.append(f"no calibrated interval for {', '.join(sorted(set(lacking)))}")
+    calibrated = intervals is not None and bool(sigma)
+    return {
+        "sbr": rows,
+        "derived": {n: _number(v) for n, v in values.items() if n not in keys},
+        "level": intervals.level if calibrated else None,
+        "covers": (
+            f"the SBR of the {intervals.reference} in the same VOIs, per striatum, with "
+            f"probability at least {intervals.level} (split-conformal, marginal over cases "
+            "exchangeable with the calibration cases)"
+            if calibrated
+            else None
+        ),
+        "calibration": intervals.to_dict() if calibrated else None,
+        "members": k,
+        "sigma": (
+            f"SD (ddof=1) of the {k} members' SBRs in the same VOIs, floored at 1e-3"
+            if sigma
+            else None
+        ),
+        "vois": {
+            "placed_on": "the restored image (the ensemble's mean)" if k > 1 else "the image",
+            "fit_score": float(vois.score),
+            "shift_voxels": [int(v) for v in vois.shift],
+            "yaw_deg": float(vois.yaw_deg),
+        },
+        "quantify": asdict(cfg),
+        "warnings": warnings,
+    }

@@ -7,6 +7,13 @@ and never leaving a half-written one. A folder's run always ends with ``denoise_
 file's fate (denoised, failed or skipped, with the reason); failures are recorded and the rest go
 on. Series FastDaT itself wrote (already denoised) are skipped unless forced; of several
 multi-frame objects of one series the usable, newest one is denoised and the others are reported.
+
+Beside each output, written the same way (temporary name, rename, never replacing a file):
+``<name>_uncertainty`` (NIfTI, or a DICOM series of its own) for a deep ensemble of volume
+networks, the per-voxel SD of its members (:func:`fastdat.inference.denoise.uncertainty_map`);
+and with ``sbr``, ``<name>_sbr.json``, the SBRs of the restored image with the members' spread and
+the model's calibrated intervals (:func:`fastdat.inference.denoise.sbr_with_intervals`). The
+provenance JSON, written last, names them.
 """
 
 from __future__ import annotations
@@ -22,7 +29,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from fastdat.inference.denoise import denoise_volume, load_denoiser
+from fastdat.inference.denoise import (
+    denoise_volume,
+    load_denoiser,
+    no_members,
+    sbr_with_intervals,
+    uncertainty_map,
+)
 from fastdat.io.atomic import OutputError, make_folder, remove_empty, write_new
 from fastdat.models.registry import ImageToImage
 
@@ -31,7 +44,8 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class DenoiseResult:
-    """What happened to one input: ``status`` is ``ok``, ``failed`` or ``skipped``."""
+    """What happened to one input: ``status`` is ``ok``, ``failed`` or ``skipped``; ``extras``:
+    the files written beside ``output`` (uncertainty map, SBR JSON)."""
 
     source: str
     status: str
@@ -39,11 +53,13 @@ class DenoiseResult:
     reason: str = ""
     seconds: float = 0.0
     warnings: tuple[str, ...] = field(default_factory=tuple)
+    extras: tuple[str, ...] = field(default_factory=tuple)
 
 
 SUMMARY = "denoise_summary.csv"
 _SECOND_MULTIFRAME = "second multi-frame object in series"  # fastdat.io.image.scan_folder's
 _OUR_SUFFIX = "FastDaT denoised"  # write_derived_series' default Series Description suffix
+_UNCERTAINTY_SUFFIX = " FastDaT uncertainty (ensemble SD)"
 
 
 def describe(err: BaseException) -> str:
@@ -300,6 +316,8 @@ class _Job:
     provenance: dict
     refuse_ood: bool = False
     minutes: float | None = None
+    sbr: bool = False
+    intervals: object = None  # SBRIntervals of the sidecar, or None
 
 
 def _scan_minutes(obj: object, given: float | None) -> tuple[float | None, str | None]:
@@ -316,36 +334,86 @@ def _scan_minutes(obj: object, given: float | None) -> tuple[float | None, str |
     return (seconds / 60.0, "DICOM header") if seconds else (None, None)
 
 
-def _one(item: _Item, out: Path, single: bool, job: _Job) -> tuple[Path, tuple[str, ...]]:
-    """Denoise one series or NIfTI file; returns its output path and warnings.
+def _fitting(series, suffix: str):
+    """``series`` with its first header's Series Description cut so that ``suffix`` fits in the
+    derived series' 64 characters (a copy; ``series`` itself is not changed)."""
+    import copy
 
-    The input is read in RAS+ axes (:mod:`fastdat.io.image`); a NIfTI output is written back in
-    the input's own storage order and affine, a DICOM one on the source series' grid.
-    """
-    import nibabel as nib
+    head = series.headers[0]
+    description = str(getattr(head, "SeriesDescription", "") or "")
+    if len(description + suffix) <= 64:
+        return series
+    head = copy.deepcopy(head)
+    head.SeriesDescription = description[: 64 - len(suffix)].rstrip()
+    return dataclasses.replace(series, headers=[head, *series.headers[1:]])
 
+
+def _write_dicom(volume, image, series, path: Path, derivation: str, suffix: str) -> None:
+    """``volume`` as a new series of ``series``' study on its grid (:func:`write_derived_series`),
+    through a temporary name; the Series Description ends with ``suffix``."""
     import fastdat
     from fastdat.io.dicom import quiet_pydicom
     from fastdat.io.dicom_write import write_derived_series
+
+    def write(p: Path) -> None:
+        with quiet_pydicom(p):
+            write_derived_series(
+                volume,
+                image.affine,
+                _fitting(series, suffix),
+                p,
+                derivation=derivation,
+                description_suffix=suffix,
+                software_version=fastdat.__version__,
+            )
+
+    write_new(path, write)
+
+
+def _sbr(result, each, image, name: str, job: _Job) -> dict:
+    """The SBR document of one output (:func:`sbr_with_intervals`), or why it failed."""
+    try:
+        vox = image.isotropic_mm(rtol=1e-2, why="for the VOI template")
+        return {"status": "ok"} | sbr_with_intervals(result, vox, each, job.intervals)
+    except ValueError as err:  # NoStriatumError, voxels not cubic
+        why = f"SBRs not measured on the restored image: {err}"
+        log.warning("%s: %s", name, why)
+        return {"status": "failed", "reason": why, "warnings": [why]}
+
+
+def _one(item: _Item, out: Path, single: bool, job: _Job) -> tuple[Path, tuple, tuple]:
+    """Denoise one series or NIfTI file; returns its output path, warnings and extra files.
+
+    The input is read in RAS+ axes (:mod:`fastdat.io.image`); a NIfTI output is written back in
+    the input's own storage order and affine, a DICOM one on the source series' grid. The
+    uncertainty map (ensembles) and the SBR JSON (``job.sbr``) are written after the image, the
+    provenance last; if any of them fails, none is left behind.
+    """
+    import nibabel as nib
+    import pydicom
+
+    import fastdat
     from fastdat.io.image import read_image, read_series
 
     name, obj = item.name, item.obj
     nifti = isinstance(obj, Path)
-    if nifti and single and _is_nifti(out):
-        target = out
-    else:
-        target = out / f"{name}_denoised{'.nii.gz' if nifti else '.dcm'}"
+    ext = ".nii.gz" if nifti else ".dcm"
+    target = out if nifti and single and _is_nifti(out) else out / f"{name}_denoised{ext}"
     stem = target.name.removesuffix(".gz").removesuffix(".nii").removesuffix(".dcm")
     sidecar = target.with_name(stem + ".json")
-    for path in (target, sidecar):
-        if path.exists():
+    base = stem.removesuffix("_denoised")
+    why_not = no_members(job.net)
+    spread = None if why_not else target.with_name(f"{base}_uncertainty{ext}")
+    sbr_path = target.with_name(f"{base}_sbr.json") if job.sbr else None
+    for path in (target, sidecar, spread, sbr_path):
+        if path is not None and path.exists():
             raise FileExistsError(f"{path}: already exists; not overwritten")
     image = read_image(obj) if nifti else read_series(obj)
     vol, voxel = image.data, np.asarray(image.voxel_mm)
     if not np.isclose(voxel[0], voxel[1], rtol=1e-3):
         raise ValueError(f"{name}: in-plane voxels are not square ({voxel[:2]} mm)")
     minutes, minutes_from = _scan_minutes(obj, job.minutes)
-    result, info = denoise_volume(
+    got = denoise_volume(
         vol,
         job.net,
         job.device,
@@ -353,43 +421,72 @@ def _one(item: _Item, out: Path, single: bool, job: _Job) -> tuple[Path, tuple[s
         tuple(float(v) for v in voxel),
         refuse_ood=job.refuse_ood,
         minutes=minutes,
+        members=spread is not None,
     )
+    result, info, each = got if spread is not None else (*got, None)
+    if spread is None:
+        info["uncertainty"], info["uncertainty_reason"] = None, why_not
     info["minutes_from"] = minutes_from
     info["warnings"] = [*item.notes, *info["warnings"]]
+    version = f"FastDaT {fastdat.__version__}"
+
+    def nifti_writer(volume, what: str):
+        img = nib.Nifti1Image(image.to_native(volume), image.native_affine)
+        img.header["descrip"] = f"{version} {what}"[:79].encode()
+        return lambda p: nib.save(img, p)
+
     if nifti:
-        img = nib.Nifti1Image(image.to_native(result), image.native_affine)
-        img.header["descrip"] = f"FastDaT {fastdat.__version__} denoised"[:79].encode()
-        write_new(target, lambda p: nib.save(img, p))
+        write_new(target, nifti_writer(result, "denoised"))
     else:
-        desc = f"Denoised by FastDaT {fastdat.__version__} with {job.label}; {info['mode']} mode"
-
-        def write(p: Path) -> None:
-            with quiet_pydicom(p):
-                write_derived_series(
-                    result,
-                    image.affine,
-                    obj,
-                    p,
-                    derivation=desc,
-                    software_version=fastdat.__version__,
-                )
-
-        write_new(target, write)
-    files = [obj] if nifti else obj.files
-    doc = {
-        **job.provenance,
-        "inputs": [str(Path(p).resolve()) for p in files],
-        "output": str(target.resolve()),
-        "voxel_mm": [float(v) for v in voxel],
-        **info,
-    }
+        desc = f"Denoised by {version} with {job.label}; {info['mode']} mode"
+        _write_dicom(result, image, obj, target, desc, " " + _OUR_SUFFIX)
+    written = [target]
     try:
+        if spread is not None:
+            sd = uncertainty_map(each)
+            if nifti:
+                write_new(spread, nifti_writer(sd, "uncertainty (ensemble SD)"))
+            else:
+                k = info["uncertainty"]["members"]
+                desc = (
+                    f"Uncertainty of the restoration by {version} with {job.label} (series "
+                    f"{target.name}): per-voxel SD of its {k} ensemble members, image units"
+                )
+                _write_dicom(sd, image, obj, spread, desc, _UNCERTAINTY_SUFFIX)
+                ds = pydicom.dcmread(spread, stop_before_pixels=True)
+                info["uncertainty"]["series"] = {
+                    "uid": str(ds.SeriesInstanceUID),
+                    "description": str(ds.SeriesDescription),
+                }
+            written.append(spread)
+            info["uncertainty"]["file"] = str(spread.resolve())
+        info["sbr"] = None
+        if sbr_path is not None:
+            sbr = _sbr(result, each, image, name, job)
+            sbr = {"image": str(target.resolve()), "model_label": job.label} | sbr
+            write_new(sbr_path, lambda p: p.write_text(json.dumps(sbr, indent=1)))
+            written.append(sbr_path)
+            info["warnings"] += [f"SBR: {w}" for w in sbr["warnings"]]
+            info["sbr"] = {
+                "file": str(sbr_path.resolve()),
+                "status": sbr["status"],
+                "calibrated": sbr.get("level") is not None,
+            }
+        files = [obj] if nifti else obj.files
+        doc = {
+            **job.provenance,
+            "inputs": [str(Path(p).resolve()) for p in files],
+            "output": str(target.resolve()),
+            "voxel_mm": [float(v) for v in voxel],
+            **info,
+        }
         write_new(sidecar, lambda p: p.write_text(json.dumps(doc, indent=1)))
-    except BaseException:  # an output without its provenance is not left behind
-        with contextlib.suppress(OSError):
-            target.unlink()
+    except BaseException:  # an output without its uncertainty or provenance is not left behind
+        for path in written:
+            with contextlib.suppress(OSError):
+                path.unlink()
         raise
-    return target, tuple(info["warnings"])
+    return target, tuple(info["warnings"]), tuple(str(p) for p in written[1:])
 
 
 def _model_label(meta: dict, net: ImageToImage) -> str:
@@ -411,6 +508,7 @@ def denoise_path(
     force: bool = False,
     refuse_ood: bool = False,
     minutes: float | None = None,
+    sbr: bool = False,
 ) -> list[DenoiseResult]:
     """Denoise a DICOM series folder, an NM multi-frame file, a NIfTI file or a folder of studies.
 
@@ -435,6 +533,18 @@ def denoise_path(
     Frame Duration x Number of Frames in Rotation); a count-aware model needs one (a NIfTI
     input records none), and it is checked against the scan times the model was trained on.
 
+    A deep ensemble of volume networks also writes ``<name>_uncertainty.nii.gz`` (same affine
+    and header as the output) or, for DICOM, ``<name>_uncertainty.dcm``, a new series whose
+    Series Description ends in "uncertainty (ensemble SD)": the per-voxel SD of its members in
+    the image's units (:func:`fastdat.inference.denoise.uncertainty_map`). A single network
+    writes none (provenance ``"uncertainty": null`` and ``uncertainty_reason``).
+
+    With ``sbr``, ``<name>_sbr.json`` holds the SBRs of the restored image (VOIs placed on it)
+    with, for an ensemble, the SD ``sigma`` of its members' SBRs in the same VOIs and, if the
+    model's sidecar holds ``sbr_intervals``, the calibrated interval on each
+    (:func:`fastdat.inference.denoise.sbr_with_intervals`); otherwise ``lower`` / ``upper`` are
+    ``null`` and a warning says why. Striata not found: a warning, the image is still written.
+
     Raises:
         DicomInputError, ValueError: The one input (a file, or a folder holding one series or
             volume) cannot be denoised (a folder's summary is written first); nothing usable found.
@@ -447,14 +557,30 @@ def denoise_path(
     folder = out.parent if _is_nifti(out) else out
     created = make_folder(folder)
     try:
-        return _run(src, out, folder, model, device, mode, progress, force, refuse_ood, minutes)
+        return _run(
+            src, out, folder, model, device, mode, progress, force, refuse_ood, minutes, sbr
+        )
     except BaseException:
         remove_empty(created)  # nothing written: leave no empty output folder either
         raise
 
 
+def _intervals(meta: dict):
+    """The sidecar's calibrated SBR intervals, or ``None`` if it has none."""
+    from fastdat.quantification.intervals import SBRIntervals
+
+    doc = meta.get("sbr_intervals")
+    if not doc:
+        return None
+    try:
+        return SBRIntervals.from_dict(doc)
+    except (KeyError, TypeError, ValueError, AttributeError) as err:
+        where = meta.get("path", "the model")
+        raise ValueError(f"{where}: malformed 'sbr_intervals' in its sidecar ({err!r})") from err
+
+
 def _run(
-    src, out, folder, model, device, mode, progress, force, refuse_ood, minutes=None
+    src, out, folder, model, device, mode, progress, force, refuse_ood, minutes=None, sbr=False
 ) -> list[DenoiseResult]:
     from tqdm.auto import tqdm
 
@@ -480,7 +606,8 @@ def _run(
         device=str(device),
         requested_mode=mode,
     )
-    job = _Job(net, meta, str(device), mode, label, doc, refuse_ood, minutes)
+    intervals = _intervals(meta) if sbr else None
+    job = _Job(net, meta, str(device), mode, label, doc, refuse_ood, minutes, sbr, intervals)
     single = len(items) == 1
     results: list[DenoiseResult] = []
     error: BaseException | None = None
@@ -488,7 +615,7 @@ def _run(
     for n, item in enumerate(bar):
         t0 = time.perf_counter()
         try:
-            target, warns = _one(item, out, single, job)
+            target, warns, extras = _one(item, out, single, job)
         except OutputError as err:  # the next outputs would meet the same folder or disk
             results.append(DenoiseResult(item.source, "failed", reason=describe(err)))
             results += [
@@ -508,7 +635,7 @@ def _run(
             error = err
             continue
         seconds = time.perf_counter() - t0
-        results.append(DenoiseResult(item.source, "ok", str(target), "", seconds, warns))
+        results.append(DenoiseResult(item.source, "ok", str(target), "", seconds, warns, extras))
     results += left
     if from_folder:
         _summary(folder, results)

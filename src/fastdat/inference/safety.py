@@ -4,7 +4,8 @@ A restoration may remove noise; it must never add structure the input does not s
 groups of checks, both recorded in every output's provenance:
 
 **Input checks** (before the network), against the range of the model's training inputs recorded
-in its sidecar (``input_range``; :func:`input_features` on the training studies' 5-min images):
+in its sidecar (``input_range``: :func:`input_range_of` the :func:`input_features` of the
+training studies' 5-min images):
 
 - ``voxel_mm``: in-plane voxel size (mm);
 - ``noise``: relative high-frequency level, ``RMS(x - G_1 * x) / mean(x)`` over the head (voxels
@@ -12,6 +13,14 @@ in its sidecar (``input_range``; :func:`input_features` on the training studies'
   or heavily smoothed input has a noise level far below a 5-min OSEM image's; a network trained
   to remove 5-min noise then "removes" structure that is not noise and writes a texture;
 - ``contrast``: 99.9th percentile over the head mean (striatal uptake relative to the brain);
+- ``hist_p10``, ``hist_p25``, ``hist_p50``, ``hist_p75``, ``hist_p90``: the shape of the head's
+  intensity histogram, its 10th-90th percentiles each divided by the head's 99.9th percentile
+  (a robust maximum: one hot voxel does not move it, and every quantile is invariant to a global
+  intensity scale, so counts, units and calibration do not enter). Lower quantiles mean a brain
+  darker relative to the striata (higher contrast, or a template / uptake pattern the network
+  has not seen); higher ones a flatter image (smoothed, or striata lost);
+- ``head_fraction``: the share of the volume's voxels in the head, a coarse check of the template
+  fit (a head far larger or smaller in the matrix, a cropped or padded field of view);
 - ``minutes``: the scan time, against the scan times a count-aware model was trained on
   (``input_range["minutes"]``, no margin: outside it the network extrapolates its conditioning).
 
@@ -39,6 +48,8 @@ groups for in- and out-of-distribution inputs).
 
 from __future__ import annotations
 
+import math
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -53,6 +64,15 @@ BOUNDS = {
     "slice_sum_change": 0.25,
 }
 """Largest accepted value of each output check (``*_change``: absolute relative change)."""
+HIST_QUANTILES = (10, 25, 50, 75, 90)
+"""Percentiles (%) of the head's intensities recorded as ``hist_p{q}`` (see the module)."""
+RANGE_FEATURES = (
+    "noise",
+    "contrast",
+    *(f"hist_p{q}" for q in HIST_QUANTILES),
+    "head_fraction",
+)
+"""Input features checked against ``input_range[key]`` (min, max) when the range records them."""
 INPUT_MARGIN = 0.5
 """An input feature is out of range when it lies beyond the training range widened by this
 share of its width on each side (voxel size: beyond +/-20 % of the training voxel)."""
@@ -72,15 +92,76 @@ def _hf(x: np.ndarray) -> np.ndarray:
 
 
 def input_features(volume: np.ndarray, voxel_mm: float | None) -> dict[str, float | None]:
-    """Voxel size, noise level and contrast of an ``(X, Y, Z)`` volume (see the module)."""
+    """Input features of an ``(X, Y, Z)`` volume (see the module).
+
+    Args:
+        volume: Reconstructed activity, shape ``(X, Y, Z)``, any intensity unit.
+        voxel_mm: In-plane voxel size (mm), recorded as given.
+
+    Returns:
+        ``voxel_mm`` and each of :data:`RANGE_FEATURES` (dimensionless; ``None`` for a head of
+        fewer than 10 voxels). All but ``voxel_mm`` are invariant to a global intensity scale.
+    """
     x = np.asarray(volume, dtype=np.float64)
     head = _head(x)
+    out: dict[str, float | None] = {"voxel_mm": voxel_mm} | dict.fromkeys(RANGE_FEATURES)
     if head.sum() < 10:
-        return {"voxel_mm": voxel_mm, "noise": None, "contrast": None}
-    mean = float(x[head].mean())
-    noise = float(np.sqrt(np.mean(_hf(x)[head] ** 2)) / mean)
-    contrast = float(np.percentile(x[head], 99.9) / mean)
-    return {"voxel_mm": voxel_mm, "noise": noise, "contrast": contrast}
+        return out
+    values = x[head]
+    mean = float(values.mean())
+    top = float(np.percentile(values, 99.9))
+    out["noise"] = float(np.sqrt(np.mean(_hf(x)[head] ** 2)) / mean)
+    out["contrast"] = top / mean
+    quantiles = np.percentile(values, HIST_QUANTILES) / top
+    out |= {f"hist_p{q}": float(v) for q, v in zip(HIST_QUANTILES, quantiles, strict=True)}
+    out["head_fraction"] = float(head.mean())
+    return out
+
+
+def input_range_of(
+    features_list: Sequence[Mapping[str, Any]], margin: float = 0.0, digits: int = 4
+) -> dict[str, Any]:
+    """A model's ``input_range`` from the :func:`input_features` of its training inputs.
+
+    For each of :data:`RANGE_FEATURES`, ``[min - margin * w, max + margin * w]`` over the inputs
+    where it is defined (``w = max - min``), rounded outward to ``digits`` decimals so that every
+    training input lies inside. The default ``margin`` is 0: the sidecar records the observed
+    range, and :func:`check_input` widens it by :data:`INPUT_MARGIN` of its width on each side
+    when it checks an input (a positive ``margin`` widens it further, e.g. for a small training
+    set). Also ``voxel_mm``, the inputs' common voxel size (mm; absent when none is known), and
+    ``n_studies``; callers add their own ``source``.
+
+    Args:
+        features_list: :func:`input_features` of each training (or validation) input.
+        margin: Share of each range's width added on each side (>= 0).
+        digits: Decimals kept.
+
+    Raises:
+        ValueError: No inputs, a negative margin, or inputs of different voxel sizes (a model
+            has one training voxel size).
+    """
+    if not features_list:
+        raise ValueError("no input features to take a range of")
+    if margin < 0:
+        raise ValueError(f"margin must be >= 0, got {margin}")
+    scale = 10.0**digits
+    out: dict[str, Any] = {}
+    voxels = {round(float(f["voxel_mm"]), digits) for f in features_list if f.get("voxel_mm")}
+    if len(voxels) > 1:
+        raise ValueError(f"the inputs have voxel sizes {sorted(voxels)} mm; a range needs one")
+    if voxels:
+        out["voxel_mm"] = voxels.pop()
+    for key in RANGE_FEATURES:
+        values = [float(f[key]) for f in features_list if f.get(key) is not None]
+        if not values:
+            continue
+        lo, hi = min(values), max(values)
+        lo, hi = lo - margin * (hi - lo), hi + margin * (hi - lo)
+        # outward, past float noise (0.3 * 1e4 is 3000.0000000000005, not 3001)
+        lo, hi = math.floor(round(lo * scale, 6)) / scale, math.ceil(round(hi * scale, 6)) / scale
+        out[key] = [lo, hi]
+    out["n_studies"] = len(features_list)
+    return out
 
 
 @dataclass(frozen=True)
@@ -103,7 +184,8 @@ def _f(v: float | None) -> str:
 
 
 def check_input(features: dict[str, Any], input_range: dict[str, Any] | None) -> list[Check]:
-    """Input checks against the model's training range (no range recorded: not checked)."""
+    """Input checks against the model's training range (a feature the range does not record,
+    e.g. the histogram in a sidecar written before it was added, is not checked)."""
     out = []
     trained = (input_range or {}).get("voxel_mm")
     v = features.get("voxel_mm")
@@ -114,7 +196,7 @@ def check_input(features: dict[str, Any], input_range: dict[str, Any] | None) ->
     if minutes and features.get("minutes") is not None:
         m = float(features["minutes"])
         out.append(Check("minutes", m, minutes[0], minutes[1], minutes[0] <= m <= minutes[1]))
-    for key in ("noise", "contrast"):
+    for key in RANGE_FEATURES:
         rng = (input_range or {}).get(key)
         if not rng:
             continue
