@@ -28,7 +28,7 @@ import numpy as np
 from scipy import ndimage
 
 from fastdat.inference.denoise import RestorationRefused, denoise_volume, load_denoiser
-from fastdat.inference.safety import input_features, output_features
+from fastdat.inference.safety import input_features, input_range_of, output_features
 
 
 def _load(path: Path) -> np.ndarray:
@@ -109,11 +109,7 @@ def main() -> None:
         print(f"{name:22s}" + "".join(f"{c:>22s}" for c in cells))
     print("refused by the guard (of", len(feats), "studies):", refused)
     if args.range:
-        rng = {
-            k: [float(min(f[k] for f in feats)), float(max(f[k] for f in feats))]
-            for k in ("noise", "contrast")
-        }
-        print(json.dumps({"voxel_mm": voxel, **rng, "n_studies": len(feats)}))
+        print(json.dumps(input_range_of(feats)))
 
 
 if __name__ == "__main__":
