@@ -41,7 +41,9 @@ from fastdat.models import build_model, save_model  # noqa: E402
 
 def run(cmd: list[str], env: dict) -> float:
     t0 = time.perf_counter()
-    subprocess.run(cmd, check=True, env=env, capture_output=True)
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode != 0:
+        sys.exit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stdout}{done.stderr}")
     return time.perf_counter() - t0
 
 
