@@ -12,7 +12,7 @@ Beside each output, written the same way (temporary name, rename, never replacin
 ``<name>_uncertainty`` (NIfTI, or a DICOM series of its own) for a deep ensemble of volume
 networks, the per-voxel SD of its members (:func:`fastdat.inference.denoise.uncertainty_map`);
 and with ``sbr``, ``<name>_sbr.json``, the SBRs of the restored image with the members' spread and
-the model's calibrated intervals (:func:`fastdat.inference.denoise.sbr_with_intervals`). The
+the model's calibrated intervals (:func:`fastdat.quantification.intervals.sbr_with_intervals`). The
 provenance JSON, written last, names them.
 """
 
@@ -33,11 +33,11 @@ from fastdat.inference.denoise import (
     denoise_volume,
     load_denoiser,
     no_members,
-    sbr_with_intervals,
     uncertainty_map,
 )
 from fastdat.io.atomic import OutputError, make_folder, remove_empty, write_new
 from fastdat.models.registry import ImageToImage
+from fastdat.quantification.intervals import sbr_with_intervals
 
 log = logging.getLogger(__name__)
 
@@ -542,8 +542,9 @@ def denoise_path(
     With ``sbr``, ``<name>_sbr.json`` holds the SBRs of the restored image (VOIs placed on it)
     with, for an ensemble, the SD ``sigma`` of its members' SBRs in the same VOIs and, if the
     model's sidecar holds ``sbr_intervals``, the calibrated interval on each
-    (:func:`fastdat.inference.denoise.sbr_with_intervals`); otherwise ``lower`` / ``upper`` are
-    ``null`` and a warning says why. Striata not found: a warning, the image is still written.
+    (:func:`fastdat.quantification.intervals.sbr_with_intervals`); otherwise ``lower`` /
+    ``upper`` are ``null`` and a warning says why. Striata not found: a warning, the image is
+    still written.
 
     Raises:
         DicomInputError, ValueError: The one input (a file, or a folder holding one series or

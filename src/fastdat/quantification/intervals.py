@@ -100,3 +100,122 @@ def calibrate_intervals(
     for measure, (ref, value, sigma) in cases.items():
         rules[measure] = calibrate(ref, value, np.maximum(sigma, SIGMA_FLOOR), level)
     return SBRIntervals(level, rules, reference)
+
+
+def _number(x) -> float | None:
+    """A finite float, or ``None`` (JSON has no NaN or infinity)."""
+    x = float(x)
+    return x if np.isfinite(x) else None
+
+
+def sbr_with_intervals(
+    image: np.ndarray,
+    voxel_mm: float,
+    members: np.ndarray | None = None,
+    intervals=None,
+    cfg=None,
+) -> dict:
+    """SBRs of a restored image, with the members' spread and calibrated intervals where known.
+
+    VOIs are placed once, on ``image`` (:func:`fastdat.quantification.sbr.quantify_volume`);
+    every member's image is measured in the same VOIs
+    (:func:`fastdat.quantification.sbr.measure_sbr`) and ``sigma`` is the SD of their SBRs
+    (:func:`fastdat.quantification.intervals.member_sigma`: ``ddof=1``, floored at 1e-3). With
+    a calibration, ``[value - q sigma, value + q sigma]`` per measure
+    (:meth:`SBRIntervals.interval`). No interval is ever given without both: ``lower`` and
+    ``upper`` are then ``None`` and a warning says why (single network, uncalibrated model, a
+    measure the calibration lacks, a member not measurable, too few calibration cases).
+
+    The sweep's calibration (:mod:`fastdat.sweep.intervals`) placed its VOIs on the noise-free
+    reconstruction and measured members without the spectral limit; here the VOIs are placed on
+    the restored image and the members are limited as the image is. The nominal coverage holds
+    as far as these differences leave the normalized scores ``|ref - value| / sigma`` unchanged.
+
+    Args:
+        image: ``(X, Y, Z)`` restored image, RAS+ axes, any positive scale.
+        voxel_mm: Isotropic voxel size (mm).
+        members: ``(K, X, Y, Z)`` the ensemble members' images (:func:`denoise_volume` with
+            ``members``), or ``None`` for a single network.
+        intervals: :class:`~fastdat.quantification.intervals.SBRIntervals` from the model's
+            sidecar (``sbr_intervals``), or ``None``.
+        cfg: :class:`~fastdat.quantification.sbr.QuantConfig` (default settings if ``None``).
+
+    Returns:
+        JSON-ready dict: ``sbr`` (``<measure>_<side>`` -> ``measure, side, value, sigma,
+        lower, upper``; SBR units), ``derived`` (asymmetry %, putamen / caudate), ``level``,
+        ``covers`` (what an interval holds), ``calibration``, ``members``, ``vois``,
+        ``quantify`` (the settings) and ``warnings``.
+
+    Raises:
+        NoStriatumError: No striatum found on ``image`` (nothing measured).
+    """
+    from dataclasses import asdict
+
+    from fastdat.anatomy.labels import REGIONS, SIDES
+    from fastdat.quantification.intervals import member_sigma
+    from fastdat.quantification.sbr import QuantConfig, measure_sbr, quantify_volume
+
+    cfg = cfg or QuantConfig()
+    values, vois = quantify_volume(image, voxel_mm, cfg)
+    keys = [f"{m}_{s}" for m in (*REGIONS, "southampton") for s in SIDES]
+    k = 1 if members is None else len(members)
+    warnings: list[str] = []
+    sigma: dict[str, float] = {}
+    if k < 2:
+        warnings.append("single network: no members' spread, so no SBR interval")
+    else:
+        try:
+            each = [measure_sbr(m, vois, voxel_mm, cfg) for m in members]
+        except ValueError as err:  # NoStriatumError: a member's striata not above reference
+            warnings.append(f"an ensemble member's SBRs could not be measured ({err}): no sigma")
+        else:
+            sigma = {key: float(member_sigma(np.array([e[key] for e in each]))) for key in keys}
+        if intervals is None:
+            warnings.append(
+                "the model has no calibrated SBR intervals (sidecar 'sbr_intervals'): "
+                "uncalibrated, so no interval (sigma alone is not one)"
+            )
+    rows, lacking = {}, []
+    for key in keys:
+        measure, side = key.rsplit("_", 1)
+        row = {"measure": measure, "side": side, "value": _number(values[key])}
+        row |= {"sigma": sigma.get(key), "lower": None, "upper": None}
+        if intervals is not None and key in sigma and row["value"] is not None:
+            if measure not in intervals.rules:
+                lacking.append(measure)
+            elif np.isfinite(intervals.rules[measure].q):
+                lo, hi = intervals.interval(measure, row["value"], sigma[key])
+                row["lower"], row["upper"] = float(lo), float(hi)
+            else:
+                lacking.append(f"{measure} (too few calibration cases for the level)")
+        rows[key] = row
+    if lacking:
+        warnings.append(f"no calibrated interval for {', '.join(sorted(set(lacking)))}")
+    calibrated = intervals is not None and bool(sigma)
+    return {
+        "sbr": rows,
+        "derived": {n: _number(v) for n, v in values.items() if n not in keys},
+        "level": intervals.level if calibrated else None,
+        "covers": (
+            f"the SBR of the {intervals.reference} in the same VOIs, per striatum, with "
+            f"probability at least {intervals.level} (split-conformal, marginal over cases "
+            "exchangeable with the calibration cases)"
+            if calibrated
+            else None
+        ),
+        "calibration": intervals.to_dict() if calibrated else None,
+        "members": k,
+        "sigma": (
+            f"SD (ddof=1) of the {k} members' SBRs in the same VOIs, floored at 1e-3"
+            if sigma
+            else None
+        ),
+        "vois": {
+            "placed_on": "the restored image (the ensemble's mean)" if k > 1 else "the image",
+            "fit_score": float(vois.score),
+            "shift_voxels": [int(v) for v in vois.shift],
+            "yaw_deg": float(vois.yaw_deg),
+        },
+        "quantify": asdict(cfg),
+        "warnings": warnings,
+    }
