@@ -139,3 +139,26 @@ def test_quick_preset_resolves():
     assert "default" in plan.pretrained and plan.trained["default-ft"].init == "default"
     assert plan.simulation.cohort.seed != 0 and plan.simulation.cohort.n_studies >= 32
     assert plan.trained["default-ft"].model_kwargs == {"features": 16}
+
+
+def test_sim_device_moves_only_the_simulation(tmp_path, monkeypatch):
+    """``--sim-device cpu --workers N`` simulates in N CPU processes while ``--device`` stays
+    the networks' (a GPU machine's cores simulate, its GPU trains)."""
+    import pytest
+
+    import fastdat.simulate.cohort as cohort
+    from fastdat.study import run_study
+
+    seen = {}
+
+    def fake(cfg, out_dir, workers=1, device="cpu", **kwargs):
+        seen.update(workers=workers, device=device)
+        raise RuntimeError("stop after the simulate stage's call")
+
+    monkeypatch.setattr(cohort, "simulate_cohort", fake)
+    with pytest.raises(RuntimeError, match="stop after"):
+        run_study("quick", tmp_path / "a", device="cuda", workers=3, sim_device="cpu")
+    assert seen == {"workers": 3, "device": "cpu"}
+    with pytest.raises(RuntimeError, match="stop after"):
+        run_study("quick", tmp_path / "b", device="cuda", workers=3)
+    assert seen == {"workers": 3, "device": "cuda"}

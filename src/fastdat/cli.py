@@ -260,8 +260,15 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
 def _cmd_study(args: argparse.Namespace) -> int:
     from fastdat.study import run_study
 
+    sim_device = _resolve_device(args.sim_device) if args.sim_device else None
     report = run_study(
-        args.preset, args.out, _resolve_device(args.device), args.workers, args.set, args.seed
+        args.preset,
+        args.out,
+        _resolve_device(args.device),
+        args.workers,
+        args.set,
+        args.seed,
+        sim_device=sim_device,
     )
     print(f"wrote {report}")
     return 0
@@ -527,6 +534,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="study directory (resumed if it exists)")
     p.add_argument("--device", default="auto", help="cpu, cuda, cuda:N or auto")
     p.add_argument("--workers", type=int, default=2, help="simulation processes on CPU")
+    p.add_argument(
+        "--sim-device", help="device of the simulation only (default --device; cpu: --workers)"
+    )
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override the preset")
     p.add_argument("--seed", type=int, help="cohort seed (another simulated cohort per seed)")
     p.set_defaults(func=_cmd_study)

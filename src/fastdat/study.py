@@ -167,6 +167,7 @@ def run_study(
     workers: int = 1,
     sets: list[str] | None = None,
     seed: int | None = None,
+    sim_device: str | None = None,
 ) -> Path:
     """Run (or continue) the study of ``preset`` in ``out_dir``; returns ``report.html``.
 
@@ -177,6 +178,9 @@ def run_study(
         workers: Simulation processes on CPU.
         sets: Overrides of the study preset (``train.max_epochs=5``, ``models=[unet4]``).
         seed: Cohort seed (a different simulated cohort per seed).
+        sim_device: Device of the simulate stage (default ``device``). ``"cpu"`` with
+            ``workers`` simulates in parallel CPU processes while the networks train on a GPU
+            (on CUDA the simulation runs in one process); the cohort is the same either way.
     """
     from fastdat.data.dataset import build_dataset, sources_from_simulation
     from fastdat.evaluation.evaluate import evaluate
@@ -206,7 +210,7 @@ def run_study(
 
     stage(
         "simulate",
-        lambda: simulate_cohort(plan.simulation, out / "sim", workers, device),
+        lambda: simulate_cohort(plan.simulation, out / "sim", workers, sim_device or device),
         done_before=(out / "sim" / "manifest.csv").exists(),
     )
     stage(

@@ -166,13 +166,19 @@ def test_save_ensemble_joins_runs_of_one_recipe_and_refuses_others(tmp_path):
     base = {"model": "countunet", "input_kinds": ["2min", "5min"], "target_kind": "noisefree"}
     runs = []
     for seed in (1, 2):
-        extra = {"train": {**base, "seed": seed}, "dataset_fingerprint": "abc", "epoch": seed}
+        extra = {
+            "train": {**base, "seed": seed},
+            "dataset_fingerprint": "abc",
+            "epoch": seed,
+            "training_voxel_mm": 3.3,
+        }
         save_model(_member(seed), tmp_path / f"run{seed}" / "best", extra=extra)
         runs.append(tmp_path / f"run{seed}")
     save_ensemble(runs, tmp_path / "ens")
     meta = read_sidecar(tmp_path / "ens")
     assert meta["train"]["target_kind"] == "noisefree" and meta["dataset_fingerprint"] == "abc"
     assert [m["seed"] for m in meta["members"]] == [1, 2]
+    assert meta["training_voxel_mm"] == 3.3  # denoise resamples other voxel sizes to it
     x, c = torch.rand(2, 3, 16, 16), condition_value(torch.tensor([2.0, 10.0]))
     expected = ensemble_from([load_model(r / "best") for r in runs])
     with torch.no_grad():

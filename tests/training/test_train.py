@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -54,6 +55,9 @@ def test_end_to_end_cli(dataset, tmp_path):
         assert (run / name).exists(), name
     meta = json.loads((run / "best.json").read_text())
     assert meta["model"]["name"] == "unet2" and meta["dataset_fingerprint"]
+    # the voxel the crops were cut at, which denoise resamples other inputs to
+    voxels = {float(v) for v in pd.read_csv(dataset / "studies.csv")["voxel_mm"]}
+    assert len(voxels) == 1 and meta["training_voxel_mm"] == pytest.approx(voxels.pop(), abs=1e-3)
     model = load_model(run / "best")
     assert model(torch.rand(1, 1, 24, 24)).shape == (1, 1, 24, 24)
     # a second run into the same folder is refused without --resume

@@ -47,7 +47,13 @@ it subtracts a 5-min-like noise estimate that is not there and writes a texture 
    (:class:`RestorationRefused`), nothing is written, and the reason names the checks.
 
 The network was trained at one voxel size (3.3 mm for the default model, recorded in its
-sidecar as ``training_voxel_mm``); other sizes are not resampled.
+sidecar as ``training_voxel_mm``). An input whose voxels differ from it by more than 5 % on an
+axis, within the stated range of :mod:`fastdat.inference.resample` (2-5 mm), is resampled onto
+an isotropic grid of the training size (cubic spline, concentrations kept), restored there with
+every check and limit applied on that grid, and the restoration (and every ensemble member) is
+resampled back onto the input's grid; ``info["resampled"]`` records both grids. An input outside
+the stated range is restored as it is, with a warning (the voxel-size input check fails too),
+or refused with ``refuse_ood``.
 
 Volume networks (count-aware, 2.5D or 3D; :func:`fastdat.methods.restores_volumes`) were trained
 with position and rotation augmentation on whole slabs: they restore the whole volume at once
@@ -109,6 +115,7 @@ def load_denoiser(
     meta["path"] = str(path)
     net = load_model(path, device)
     net.input_range = meta.get("input_range")  # read by denoise_volume's input checks
+    net.training_voxel_mm = meta.get("training_voxel_mm")  # and its resampling
     return net, meta
 
 
@@ -266,6 +273,7 @@ def denoise_volume(
     refuse_ood: bool = False,
     minutes: float | None = None,
     members: bool = False,
+    resample: bool = True,
 ):
     """Denoised ``(X, Y, Z)`` float32 and what was done (mode, crop corner, checks, warnings).
 
@@ -287,6 +295,8 @@ def denoise_volume(
             times the model was trained on.
         members: Also return the ensemble members' restorations (module docstring), each after
             the spectral limit (with ``guard``) and the clamp at zero, as the image.
+        resample: Restore on the network's training voxel grid when ``voxel_mm`` differs from
+            it (``net.training_voxel_mm``, set by :func:`load_denoiser`; module docstring).
 
     Returns:
         ``(image, info)``; with ``members``, ``(image, info, each)``: ``each`` is float32
@@ -310,6 +320,24 @@ def denoise_volume(
         raise ValueError(f"expected a volume (X, Y, Z), got shape {tuple(vol.shape)}")
     if not torch.isfinite(vol).all():
         raise ValueError("volume contains NaN or infinite values")
+    training_mm = getattr(net, "training_voxel_mm", None)
+    if resample and training_mm and voxel_mm is not None:
+        return _on_training_grid(
+            vol.numpy(),
+            net,
+            device,
+            mode,
+            voxel_mm,
+            float(training_mm),
+            dict(
+                batch=batch,
+                input_range=input_range,
+                guard=guard,
+                refuse_ood=refuse_ood,
+                minutes=minutes,
+                members=members,
+            ),
+        )
     volume_net = restores_volumes(net)
     if volume_net and getattr(net, "conditioned", False) and minutes is None:
         raise ValueError(
@@ -389,6 +417,38 @@ def denoise_volume(
             if guard
             else "each member's restoration is clamped at zero before the SD (no guard)",
         }
+    return out, info, each
+
+
+def _on_training_grid(volume, net, device, mode, voxel_mm, training_mm, kwargs):
+    """:func:`denoise_volume` on the training voxel grid and back (module docstring)."""
+    from fastdat.inference import resample as rs
+
+    try:
+        needed = rs.plan(voxel_mm, training_mm)
+    except ValueError as err:  # outside the stated range: as it is, said (or refused)
+        if kwargs["refuse_ood"]:
+            raise RestorationRefused(f"refused: {err}") from None
+        got = denoise_volume(volume, net, device, mode, voxel_mm, resample=False, **kwargs)
+        got[1]["warnings"].insert(0, f"not resampled: {err}")
+        log.warning(got[1]["warnings"][0])
+        return got
+    if not needed:
+        return denoise_volume(volume, net, device, mode, voxel_mm, resample=False, **kwargs)
+    grid = rs.to_grid(volume, voxel_mm, training_mm)
+    got = denoise_volume(grid, net, device, mode, training_mm, resample=False, **kwargs)
+    back = lambda y: rs.from_grid(y, volume.shape, voxel_mm, training_mm)  # noqa: E731
+    out, info = back(got[0]), got[1]
+    info["resampled"] = {
+        "input_voxel_mm": [float(v) for v in np.broadcast_to(voxel_mm, (3,))],
+        "training_voxel_mm": training_mm,
+        "grid_shape": list(grid.shape),
+        "interpolation": f"cubic B-spline (order {rs.ORDER}), clamped at zero, values kept",
+        "note": "input checks, restoration, spectral limit and output checks ran on the grid",
+    }
+    if len(got) == 2:
+        return out, info
+    each = None if got[2] is None else np.stack([back(e) for e in got[2]])
     return out, info, each
 
 

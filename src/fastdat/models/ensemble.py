@@ -164,4 +164,6 @@ def save_ensemble(refs: list[str | Path], out: str | Path) -> Path:
         "dataset_fingerprint": first.get("dataset_fingerprint"),
         "members": members,
     }
+    if first.get("training_voxel_mm"):  # one dataset, so one voxel size
+        extra["training_voxel_mm"] = first["training_voxel_mm"]
     return save_model(ens, out, extra=extra)

@@ -64,6 +64,18 @@ def load_split_tensors(ds_dir: Path, cfg: TrainConfig, device: torch.device, mod
     return out, ds.fingerprint or "unknown"
 
 
+def training_voxel_mm(ds_dir: str | Path) -> float | None:
+    """The voxel size (mm) every study of a dataset was cut at, or ``None`` when the dataset
+    does not record it or its studies differ (then no resampling is planned at inference)."""
+    from fastdat.data import read_dataset
+
+    studies = read_dataset(ds_dir).studies
+    if "voxel_mm" not in studies:
+        return None
+    sizes = {round(float(v), 3) for v in studies["voxel_mm"].dropna()}
+    return sizes.pop() if len(sizes) == 1 else None
+
+
 def loss_fn(name: str, pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """Training loss between scaled images ``(B, 1, H, W)``."""
     if name == "l1":
@@ -259,6 +271,8 @@ def train(
     }
     if cfg.init:
         cfg_doc["init"] = _init_source(cfg)
+    # the sidecar's, beside cfg_doc (which a resumed run must match): denoise resamples to it
+    voxel = {"training_voxel_mm": training_voxel_mm(dataset)}
     if (run / "config.yaml").exists():
         old = yaml.safe_load((run / "config.yaml").read_text()) or {}
         if not resume:
@@ -288,7 +302,7 @@ def train(
         val = evaluate_split(model, data["val"], cfg)
         state.update(best_val=val["loss"], best_epoch=0)
         if rank == 0:
-            save_model(model, run / "best", extra={**cfg_doc, "epoch": 0, "val": val})
+            save_model(model, run / "best", extra={**cfg_doc, **voxel, "epoch": 0, "val": val})
         log.info("fine-tuning from %s: validation PSNR %.2f dB at epoch 0", cfg.init, val["psnr"])
     net = model
     if world > 1:
@@ -353,7 +367,9 @@ def train(
             state["bad_epochs"] += 1
         if rank == 0:
             if improved:
-                save_model(model, run / "best", extra={**cfg_doc, "epoch": epoch, "val": val})
+                save_model(
+                    model, run / "best", extra={**cfg_doc, **voxel, "epoch": epoch, "val": val}
+                )
             _save_state(run, model, opt, state, cfg_doc)
             _write_history(run, state["history"])
         bar.set_postfix(val_psnr=f"{val['psnr']:.2f}", best=state["best_epoch"])
