@@ -55,7 +55,7 @@ def ssim(image: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     if min(h, w) < 11:
         raise ValueError(f"SSIM needs images of at least 11 x 11 px, got {h} x {w}")
     x, r = x.reshape(-1, 1, h, w), r.reshape(-1, 1, h, w)
-    g = _gauss_window()
+    g = _gauss_window().to(x.device)  # the images' device (CUDA in training)
     pad = g.numel() // 2
 
     def filt(a: torch.Tensor) -> torch.Tensor:
