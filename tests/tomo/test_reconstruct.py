@@ -170,3 +170,20 @@ def test_rest_of_a_thinning_reconstructs_as_the_longer_scan(simulated):
     assert not np.allclose(rest.volume, whole, rtol=1e-3)
     with pytest.raises(ValueError, match="complement"):
         ReconSettings(complement=True)
+
+
+def test_every_thinning_of_an_acquisition_shares_its_grid(simulated):
+    """The support grid is found on the whole acquisition: a 2 % thinning (sparse, noisy
+    profiles), its rest and the whole scan are reconstructed on one grid and affine, so that a
+    projection-built dataset can pair them voxel by voxel."""
+    _, _, sim = simulated
+    ps = _as_set(sim)
+    settings = dict(iterations=1, subsets=4, attenuation="none")
+    whole = reconstruct(ps, ReconSettings(**settings))
+    for fraction, complement in ((0.02, False), (0.02, True), (0.3, False)):
+        part = reconstruct(
+            ps, ReconSettings(**settings, fraction=fraction, seed=7, complement=complement)
+        )
+        assert part.volume.shape == whole.volume.shape
+        assert part.info["grid"] == whole.info["grid"]
+        np.testing.assert_array_equal(part.affine, whole.affine)

@@ -10,7 +10,8 @@ depth-dependent collimator response) and its bin size. Steps, in order:
    25-min acquisition thinned by 0.2 is a 5-min acquisition of the same patient (thinned Poisson
    counts are Poisson with ``fraction`` times the mean).
 2. **Grid**: a cube of voxels of the bin size, centred on the rotation axis. By default the smallest
-   one holding the object: the lateral and axial extent of the photopeak counts (bins above
+   one holding the object: the lateral and axial extent of the photopeak counts of the whole
+   acquisition, before any thinning, so that every thinning of it shares one grid (bins above
    ``SUPPORT_FRACTION`` of the largest view-summed profile value), plus ``SUPPORT_MARGIN_MM``, in
    every view; ``grid=(size, slices)`` fixes it (centred laterally, and axially on the detector).
 3. **Scatter** (``scatter``): ``"none"``, or the triple / dual energy window estimate from the
@@ -248,14 +249,16 @@ def reconstruct(
         )
     if (cfg.attenuation == "map") != (mu_map is not None):
         raise ValueError("attenuation 'map' needs a mu map, and a mu map needs attenuation 'map'")
-    generator = torch.Generator().manual_seed(cfg.seed)
-    ps = thin(ps, cfg.fraction, generator, cfg.complement)
     peak_i = ps.window("photopeak")
     if peak_i is None:
         raise ValueError(f"{where}no photopeak window among {[w.name for w in ps.windows]}")
+    # the grid follows the object in the whole acquisition, so that every thinning of one
+    # acquisition (5 min, its rest, 25 min) is reconstructed on the same grid
+    size, slices, first = _grid(ps, ps.counts[peak_i].float(), cfg.grid)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    ps = thin(ps, cfg.fraction, generator, cfg.complement)
     photopeak = ps.counts[peak_i].float()
     background = _scatter(ps, cfg.scatter, where)
-    size, slices, first = _grid(ps, photopeak, cfg.grid)
     affine = grid_affine(ps, size, first)
     s, _ = ps.shape
     lat = slice((s - size) // 2, (s - size) // 2 + size)
