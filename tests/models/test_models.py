@@ -173,3 +173,24 @@ def test_running_statistics_match_the_batch_statistics_they_were_collected_from(
         y_eval = model.eval()(x)
     err = float((y_eval - y_train).abs().max() / y_train.abs().max())
     assert err < 1e-4, f"{name}: evaluation output departs from training output by {err:.2e}"
+
+
+def test_nonneg_clamp_passes_gradient_in_training_only():
+    """In training the clamp's value is relu's but its gradient is the identity's, so a network
+    whose output fell below zero everywhere is pulled back (a plain relu would pass no gradient
+    and keep it at zero); in evaluation the output is exactly relu's."""
+    torch.manual_seed(0)
+    model = build_model("unet2", residual=True, nonneg=True, features=4)
+    for p in model.net.parameters():  # push the correction far below zero
+        p.data.zero_()
+    last = [m for m in model.net.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+    last.bias.data.fill_(-5.0)
+    x, target = torch.rand(2, 1, 16, 16), torch.rand(2, 1, 16, 16)
+    model.train()
+    y = model(x)
+    assert torch.equal(y, torch.zeros_like(y))  # the value: clamped at zero
+    torch.nn.functional.mse_loss(y, target).backward()
+    assert last.bias.grad is not None and float(last.bias.grad.abs().sum()) > 0
+    model.eval()
+    with torch.no_grad():
+        assert torch.equal(model(x), torch.relu(x + model.net(x)))

@@ -59,7 +59,15 @@ Volume networks (count-aware, 2.5D or 3D; :func:`fastdat.methods.restores_volume
 with position and rotation augmentation on whole slabs: they restore the whole volume at once
 (mode ``"volume"``, :func:`fastdat.methods.predict_volume`), need no localizer, and a count-aware
 one is told the scan time (``minutes``), which is checked against the scan times it was trained
-on. The spectral limit and the output checks apply to them as to the 2D networks.
+on. They restore the head's box (:func:`head_box`: every voxel above 1 % of the volume's 99.9th
+percentile, plus 8 voxels on each side) and keep the input outside it: in a 128^3 field of view
+most voxels are empty slices and corners, and the box is what the cold start pays for
+(``benchmarks/bench_cold_start.py``); ``info["restored_box"]`` records it. The box also keeps
+the network's field of view near its training one: ``countunet`` normalizes each layer over
+the image (GroupNorm), so its output depends on how much empty background the field holds (a
+network trained on 64 x 64 crops was refused by the output checks on a whole 128 x 128 field,
+slice sums +297 %). The spectral limit and the output checks apply to them as to the 2D
+networks.
 
 Uncertainty. A deep ensemble of volume networks (:mod:`fastdat.models.ensemble`) restores the
 volume once per member; the image is the members' mean. With ``members=True``
@@ -92,6 +100,12 @@ SIMULATED_NOTICE = (
     "research use only, not for diagnosis"
 )
 MODES = ("anchored", "slice", "tiles")
+HEAD_FLOOR = 0.01
+"""Share of a volume's 99.9th percentile above which a voxel is in the box a volume network
+restores (:func:`head_box`)."""
+BOX_MARGIN = 8
+"""Voxels added on every side of that box: the network's view of the head's edge is the
+whole-volume one (its receptive field reaches ~8 voxels into the background)."""
 TILE, STRIDE, RAMP = 64, 32, 8
 LOCATE_WINDOW = (80, 80, 48)
 
@@ -309,7 +323,7 @@ def denoise_volume(
         ValueError: A count-aware network without ``minutes``.
     """
     import fastdat.inference.safety as safety
-    from fastdat.methods import predict_volume, restores_volumes
+    from fastdat.methods import restores_volumes
 
     if mode not in MODES:
         raise ValueError(f"mode must be one of {', '.join(MODES)}, got {mode!r}")
@@ -376,9 +390,10 @@ def denoise_volume(
     why_not = no_members(net) if members else "not asked for"
     each = None  # (K, Z, 1, X, Y): the members, as the image
     if volume_net:
-        y = predict_volume(net, vol.numpy(), minutes, device, batch, members=why_not is None)
-        if why_not is None:
-            y, ys = y
+        box = head_box(vol.numpy())
+        info["restored_box"] = None if box is None else [[b.start, b.stop] for b in box]
+        y, ys = _in_box(net, vol.numpy(), box, minutes, device, batch, why_not is None)
+        if ys is not None:
             each = torch.from_numpy(ys).permute(0, 3, 1, 2)[:, :, None].to(device)
         out = torch.from_numpy(y).float().permute(2, 0, 1)[:, None].to(device)
     elif info["mode"] == "anchored":
@@ -418,6 +433,50 @@ def denoise_volume(
             else "each member's restoration is clamped at zero before the SD (no guard)",
         }
     return out, info, each
+
+
+def head_box(
+    volume: np.ndarray, floor: float = HEAD_FLOOR, margin: int = BOX_MARGIN
+) -> tuple[slice, slice, slice] | None:
+    """The box a volume network restores: every voxel above ``floor`` times the volume's
+    99.9th percentile (the head and its surroundings), grown by ``margin`` voxels on every side
+    and clipped to the volume; ``None`` when no voxel is above it (an all-zero volume).
+
+    Outside the box the input is kept as it is: voxels under 1 % of the head's level, invisible
+    in any reading window, and the empty slices and corners of a 128^3 field of view, which
+    cost most of the network's time (module docstring).
+    """
+    vol = np.asarray(volume)
+    level = float(np.percentile(vol, 99.9)) if vol.size else 0.0
+    if level <= 0:
+        level = float(vol.max()) if vol.size else 0.0
+    above = vol > floor * level
+    if level <= 0 or not above.any():
+        return None
+    box = []
+    for axis in range(3):
+        hit = np.flatnonzero(above.any(axis=tuple(a for a in range(3) if a != axis)))
+        lo, hi = int(hit[0]) - margin, int(hit[-1]) + 1 + margin
+        box.append(slice(max(0, lo), min(vol.shape[axis], hi)))
+    return tuple(box)
+
+
+def _in_box(net, volume, box, minutes, device, batch, members):
+    """:func:`fastdat.methods.predict_volume` on ``volume[box]``, pasted into a copy of the
+    input (``(image, members or None)``; the members equal the input outside the box too)."""
+    from fastdat.methods import predict_volume
+
+    if box is None:  # nothing above the floor: the whole (empty) volume, as it is
+        box = (slice(None),) * 3
+    got = predict_volume(net, volume[box], minutes, device, batch, members=members)
+    y, ys = got if members else (got, None)
+    out = volume.astype(np.float64, copy=True)
+    out[box] = y
+    if ys is None:
+        return out, None
+    each = np.repeat(volume[None].astype(np.float32), ys.shape[0], axis=0)
+    each[(slice(None), *box)] = ys
+    return out, each
 
 
 def _on_training_grid(volume, net, device, mode, voxel_mm, training_mm, kwargs):

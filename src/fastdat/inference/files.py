@@ -37,7 +37,6 @@ from fastdat.inference.denoise import (
 )
 from fastdat.io.atomic import OutputError, make_folder, remove_empty, write_new
 from fastdat.models.registry import ImageToImage
-from fastdat.quantification.intervals import sbr_with_intervals
 
 log = logging.getLogger(__name__)
 
@@ -374,6 +373,9 @@ def _sbr(result, each, image, name: str, job: _Job) -> dict:
     """The SBR document of one output (:func:`sbr_with_intervals`), or why it failed."""
     try:
         vox = image.isotropic_mm(rtol=1e-2, why="for the VOI template")
+        # imported here: scipy.stats costs ~1 s of a denoise without --sbr (cold start)
+        from fastdat.quantification.intervals import sbr_with_intervals
+
         return {"status": "ok"} | sbr_with_intervals(result, vox, each, job.intervals)
     except ValueError as err:  # NoStriatumError, voxels not cubic
         why = f"SBRs not measured on the restored image: {err}"

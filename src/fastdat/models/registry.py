@@ -71,7 +71,8 @@ class ImageToImage(nn.Module):
     ``y = net(x)`` (``net(x, cond)`` for a conditioned network, :mod:`.countnet`); with
     ``residual``: ``y = x_c + net(x)``, where ``x_c`` is ``x`` itself when input and output
     channels agree, or the centre channel of an odd stack of slices (2.5D) with one output
-    channel; with ``nonneg``: ``y = relu(y)``.
+    channel; with ``nonneg``: ``y = relu(y)`` (in training mode with the identity's gradient,
+    :meth:`forward`).
     """
 
     def __init__(self, net: nn.Module, info: ModelInfo, residual: bool, nonneg: bool) -> None:
@@ -118,7 +119,15 @@ class ImageToImage(nn.Module):
         self._check(x, cond)
         y = self.net(x, cond) if self.conditioned else self.net(x)
         y = self._residual(x, y)
-        return torch.relu(y) if self.nonneg else y
+        if not self.nonneg:
+            return y
+        if self.training:
+            # straight-through clamp: the value of relu(y), the gradient of y. A plain relu
+            # passes no gradient where the output is below zero, so a network pushed below
+            # zero everywhere stays there (measured: a count-aware network trained on whole
+            # slices output zero after one epoch); evaluation is the plain clamp
+            return y + (torch.relu(y) - y).detach()
+        return torch.relu(y)
 
 
 def build_model(
