@@ -35,6 +35,10 @@ def test_the_box_holds_every_voxel_above_the_floor_plus_the_margin():
     inside = np.zeros(vol.shape, bool)
     inside[box] = True
     assert not (vol > HEAD_FLOOR * level)[~inside].any()
+    # an isolated hot voxel far from the head does not stretch the box
+    stray = vol.copy()
+    stray[2, 90, 60] = vol.max()
+    assert head_box(stray) == box
     assert [(b.start, b.stop) for b in box] == [
         (30 - BOX_MARGIN, 70 + BOX_MARGIN),
         (20 - BOX_MARGIN, 56 + BOX_MARGIN),

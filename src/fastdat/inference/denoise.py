@@ -59,8 +59,8 @@ Volume networks (count-aware, 2.5D or 3D; :func:`fastdat.methods.restores_volume
 with position and rotation augmentation on whole slabs: they restore the whole volume at once
 (mode ``"volume"``, :func:`fastdat.methods.predict_volume`), need no localizer, and a count-aware
 one is told the scan time (``minutes``), which is checked against the scan times it was trained
-on. They restore the head's box (:func:`head_box`: every voxel above 1 % of the volume's 99.9th
-percentile, plus 8 voxels on each side) and keep the input outside it: in a 128^3 field of view
+on. They restore the head's box (:func:`head_box`: every voxel above 10 % of the volume's 99.9th
+percentile, the safety checks' head, plus 8 voxels on each side) and keep the input outside it: in a 128^3 field of view
 most voxels are empty slices and corners, and the box is what the cold start pays for
 (``benchmarks/bench_cold_start.py``); ``info["restored_box"]`` records it. The box also keeps
 the network's field of view near its training one: ``countunet`` normalizes each layer over
@@ -100,9 +100,9 @@ SIMULATED_NOTICE = (
     "research use only, not for diagnosis"
 )
 MODES = ("anchored", "slice", "tiles")
-HEAD_FLOOR = 0.01
+HEAD_FLOOR = 0.1
 """Share of a volume's 99.9th percentile above which a voxel is in the box a volume network
-restores (:func:`head_box`)."""
+restores (:func:`head_box`): the head, as the safety checks define it."""
 BOX_MARGIN = 8
 """Voxels added on every side of that box: the network's view of the head's edge is the
 whole-volume one (its receptive field reaches ~8 voxels into the background)."""
@@ -438,13 +438,13 @@ def denoise_volume(
 def head_box(
     volume: np.ndarray, floor: float = HEAD_FLOOR, margin: int = BOX_MARGIN
 ) -> tuple[slice, slice, slice] | None:
-    """The box a volume network restores: every voxel above ``floor`` times the volume's
-    99.9th percentile (the head and its surroundings), grown by ``margin`` voxels on every side
+    """The box a volume network restores: the largest connected set of voxels above ``floor``
+    times the volume's 99.9th percentile (the head), grown by ``margin`` voxels on every side
     and clipped to the volume; ``None`` when no voxel is above it (an all-zero volume).
 
-    Outside the box the input is kept as it is: voxels under 1 % of the head's level, invisible
-    in any reading window, and the empty slices and corners of a 128^3 field of view, which
-    cost most of the network's time (module docstring).
+    Outside the box the input is kept as it is: background under 10 % of the head's level at
+    least ``margin`` voxels from the head (26 mm at 3.3 mm), and the empty slices and corners of
+    a 128^3 field of view, which cost most of the network's time (module docstring).
     """
     vol = np.asarray(volume)
     level = float(np.percentile(vol, 99.9)) if vol.size else 0.0
@@ -453,6 +453,14 @@ def head_box(
     above = vol > floor * level
     if level <= 0 or not above.any():
         return None
+    # the head is the largest connected part: isolated noise or edge voxels of a reconstruction
+    # above the floor would otherwise stretch the box to the field of view
+    from scipy import ndimage
+
+    labels, n = ndimage.label(above)
+    if n > 1:
+        sizes = np.bincount(labels.ravel())[1:]
+        above = labels == 1 + int(np.argmax(sizes))
     box = []
     for axis in range(3):
         hit = np.flatnonzero(above.any(axis=tuple(a for a in range(3) if a != axis)))
