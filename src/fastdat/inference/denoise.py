@@ -59,9 +59,10 @@ Volume networks (count-aware, 2.5D or 3D; :func:`fastdat.methods.restores_volume
 with position and rotation augmentation on whole slabs: they restore the whole volume at once
 (mode ``"volume"``, :func:`fastdat.methods.predict_volume`), need no localizer, and a count-aware
 one is told the scan time (``minutes``), which is checked against the scan times it was trained
-on. They restore the head's box (:func:`head_box`: every voxel above 10 % of the volume's 99.9th
-percentile, the safety checks' head, plus 8 voxels on each side) and keep the input outside it: in a 128^3 field of view
-most voxels are empty slices and corners, and the box is what the cold start pays for
+on. They restore the head's box (:func:`head_box`: the largest connected set of voxels above
+10 % of the volume's 99.9th percentile, the safety checks' head, plus 8 voxels on each side)
+and keep the input outside it: in a 128^3 field of view most voxels are empty slices and
+corners, and the box is what the cold start pays for
 (``benchmarks/bench_cold_start.py``); ``info["restored_box"]`` records it. The box also keeps
 the network's field of view near its training one: ``countunet`` normalizes each layer over
 the image (GroupNorm), so its output depends on how much empty background the field holds (a
