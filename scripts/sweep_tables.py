@@ -3,7 +3,10 @@
 Prints (1) the iso-performance table: for each method and figure of merit, the scan time at
 which the method matches 25-min OSEM, with its patient-bootstrap 95 % CI (``iso.csv``); (2) the
 figures of merit at chosen durations (``fom.csv``); (3) the plain-language answer of the report;
-(4) the sweep's stage timings and restoration seconds per patient (``sweep.json``).
+(4) the sweep's stage timings and restoration seconds per patient (``sweep.json``); (5) the
+Bland-Altman agreement of each method's SBR with the noise-free reconstruction's in the same VOIs
+(``measure/*.npz``, test split, every striatum a case): bias and 95 % limits of agreement
+``bias +/- 1.96 SD`` of the differences.
 
 Usage::
 
@@ -27,6 +30,41 @@ HEADLINE = (
     "inconclusive_share",
     "kappa",
 )
+
+
+def bland_altman(sweep: Path, measure: str, durations: list[float]) -> list[str]:
+    """Markdown rows: method, duration, n, bias, limits of agreement of ``measure`` SBR."""
+    import numpy as np
+
+    rows = []
+    for f in sorted((sweep / "measure").glob("*.npz")):
+        doc = np.load(f, allow_pickle=True)["rows"]
+        rows += json.loads(str(doc)) if doc.shape == () else list(doc)
+    ref = {r["study_id"]: r for r in rows if r["method"] == "noisefree"}
+    diffs: dict[tuple[str, float], list[float]] = {}
+    for r in rows:
+        if r.get("split") != "test" or r["kind"] == "reference" or r["study_id"] not in ref:
+            continue
+        for side in ("left", "right"):
+            key = f"{measure}_{side}"
+            d = r.get(key), ref[r["study_id"]].get(key)
+            if d[0] is not None and d[1] is not None and np.isfinite(d).all():
+                diffs.setdefault((r["method"], float(r["duration_min"])), []).append(d[0] - d[1])
+    out = [
+        f"| method | scan min | striata | {measure} SBR bias vs noise-free "
+        "| 95 % limits of agreement |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for (method, dur), v in sorted(diffs.items(), key=lambda i: (i[0][1], i[0][0])):
+        if dur not in durations:
+            continue
+        v = np.asarray(v)
+        bias, sd = float(v.mean()), float(v.std(ddof=1))
+        out.append(
+            f"| {method} | {dur:g} | {v.size} | {bias:+.3f} | "
+            f"[{bias - 1.96 * sd:+.3f}, {bias + 1.96 * sd:+.3f}] |"
+        )
+    return out
 
 
 def main() -> None:
@@ -70,6 +108,9 @@ def main() -> None:
     per = meta.get("restore_seconds_per_patient") or {}
     for m, d in per.items():
         print(f"restore s/patient {m}:", {k: round(v, 3) for k, v in d.items()})
+    print()
+    for line in bland_altman(args.sweep, "putamen", durations):
+        print(line)
 
 
 if __name__ == "__main__":
