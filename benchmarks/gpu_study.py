@@ -42,6 +42,8 @@ import time
 from pathlib import Path
 
 FASTDAT = [sys.executable, "-m", "fastdat.cli"]
+sys.path.insert(0, str(Path(__file__).parent))
+from gpu_train_times import THREE_D  # noqa: E402
 
 
 class Clock:
@@ -269,14 +271,7 @@ def main() -> int:
     # 3. count-aware runs on the GPU, beside the study's training, while time is left
     runs = {
         "countaware_nf_s0": [],
-        "countaware3d_nf_s0": [
-            "--set",
-            "spatial_dims=3",
-            "--set",
-            "context=0",
-            "--set",
-            "batch_size=4",
-        ],
+        "countaware3d_nf_s0": THREE_D,
         "countaware_nf_s1": ["--set", "seed=1"],
     }
     started = {}  # at once: small networks leave most of the GPU idle

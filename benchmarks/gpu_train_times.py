@@ -37,6 +37,8 @@ from pathlib import Path
 
 STUDY_MODELS = "unet1 unet2 unet3 unet4 unet5 vnet unetpp r2unet attention_unet transunet".split()
 COUNT_KINDS = ("2min", "3min", "5min", "10min", "15min", "noisefree")
+THREE_D = ["--set", "spatial_dims=3", "--set", "context=0", "--set", "batch_size=4"]
+"""``fastdat train --preset countaware`` settings of the 3D variant (whole slabs, 4 a batch)."""
 
 
 def _subset(src: Path, dst: Path, keep, kinds, split=None, config=None) -> None:
@@ -110,15 +112,7 @@ def run(args) -> None:
         for m in STUDY_MODELS
     }
     jobs["ca25d"] = count
-    jobs["ca3d"] = [
-        *count,
-        "--set",
-        "spatial_dims=3",
-        "--set",
-        "context=0",
-        "--set",
-        "batch_size=4",
-    ]
+    jobs["ca3d"] = [*count, *THREE_D]
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     t0 = time.perf_counter()
     procs = {
