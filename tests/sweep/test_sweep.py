@@ -226,3 +226,47 @@ def test_intervals_calibrate_on_validation_and_cover_the_test_split():
     assert by["all"]["n_test"] == 3000
     sig = np.mean([r["sigma"] for r in rows if r["split"] == "test"])
     assert by["all"]["half_width_mean"] == pytest.approx(q * sig, rel=1e-9)
+
+
+def test_cross_conformal_covers_every_case_once_near_the_level():
+    """Exchangeable Gaussian errors of known SD over 200 patients (4 correlated cases each):
+    cross-conformal coverage near the level and the normal prediction; every validation and
+    test case is a test case once (training rows are not used); a shared patient offset makes
+    cases of one patient correlated, and folds keep a patient's cases together."""
+    from scipy import stats
+
+    from fastdat.sweep.intervals import cross_conformal
+
+    rng = np.random.default_rng(1)
+    rows = []
+    for p in range(200):
+        split = ("train", "val", "test")[p % 3]
+        offset = 0.05 * rng.normal()
+        for d in (2.0, 10.0):
+            for side in ("left", "right"):
+                sigma = rng.uniform(0.05, 0.2)
+                ref = rng.normal(2.0, 0.5)
+                rows.append(
+                    {
+                        "method": "ens",
+                        "patient_id": f"P{p}",
+                        "split": split,
+                        "duration_min": d,
+                        "measure": "putamen",
+                        "side": side,
+                        "reference": ref,
+                        "value": ref + sigma * rng.normal() + offset * sigma / 0.1,
+                        "sigma": sigma,
+                    }
+                )
+    table = cross_conformal(rows, 0.9, folds=10, seed=0)
+    by = {r["duration_min"]: r for r in table}
+    n_eval = sum(r["split"] != "train" for r in rows)
+    assert by["all"]["n_test"] == n_eval and by["all"]["scheme"] == "cross"
+    assert by["2"]["n_test"] + by["10"]["n_test"] == n_eval
+    assert by["all"]["coverage_low"] < 0.9 < by["all"]["coverage_high"]
+    assert by["all"]["n_calibration"] == pytest.approx(0.9 * n_eval, rel=0.05)
+    # the scores are |N(0, 1 + 0.25)|: the half-width is about that quantile times sigma
+    sig = np.mean([r["sigma"] for r in rows if r["split"] != "train"])
+    q = stats.norm.ppf(0.95) * np.sqrt(1.25)
+    assert by["all"]["half_width_mean"] == pytest.approx(q * sig, rel=0.1)

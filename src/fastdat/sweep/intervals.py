@@ -16,9 +16,15 @@ durations (the normalized score ``|ref - value| / sigma`` makes durations compar
 
 Conformal coverage is marginal: over all test cases at least ``level`` (and at most
 ``level + 1 / (n + 1)``), not at each duration; the per-duration rows show how far each
-duration departs from it. Each study's rows are one ``.npz`` under ``OUT/intervals/`` (written
-atomically; a killed sweep resumes), the tables ``intervals.csv`` and the calibrated rules per
-network ``intervals.json`` (what a model's sidecar takes as ``sbr_intervals``).
+duration departs from it. It holds on average over calibration draws: one validation split of
+30 patients (every patient 8 correlated cases: 2 sides x 4 durations) gives a quantile that
+moves the test coverage by several points (measured: 0.83-0.92 at level 0.9 for the four
+measures). So :func:`cross_conformal` also reports the coverage of the same rule calibrated
+fold by fold on the other patients of the validation and test splits together (``scheme``
+``cross``; ``split`` is the validation-to-test one). Each study's rows are one ``.npz`` under
+``OUT/intervals/`` (written atomically; a killed sweep resumes), the tables ``intervals.csv``
+and the calibrated rules per network ``intervals.json`` (what a model's sidecar takes as
+``sbr_intervals``).
 """
 
 from __future__ import annotations
@@ -35,9 +41,9 @@ from fastdat.anatomy.labels import SIDES
 from fastdat.evaluation.evaluate import crop_column as slab
 from fastdat.io.atomic import write_bytes
 from fastdat.methods import Method, ensemble_size, predict_volume
-from fastdat.quantification.intervals import calibrate_intervals, member_sigma
+from fastdat.quantification.intervals import SIGMA_FLOOR, calibrate_intervals, member_sigma
 from fastdat.quantification.sbr import NoStriatumError, QuantConfig, measure_sbr, place_vois
-from fastdat.stats.conformal import coverage
+from fastdat.stats.conformal import calibrate, coverage
 from fastdat.sweep.config import MEASURES, kind
 
 NOISE_FREE = "noisefree"
@@ -188,6 +194,7 @@ def analyse(rows: list[dict[str, Any]], level: float) -> tuple[list[dict], dict[
             }
             for duration, group in groups.items():
                 rec = {
+                    "scheme": "split",
                     "method": method,
                     "measure": measure,
                     "duration_min": duration,
@@ -212,3 +219,67 @@ def analyse(rows: list[dict[str, Any]], level: float) -> tuple[list[dict], dict[
                     }
                 table.append(rec)
     return table, rules
+
+
+def cross_conformal(
+    rows: list[dict[str, Any]], level: float, folds: int = 10, seed: int = 0
+) -> list[dict[str, Any]]:
+    """Coverage of the split rule's recipe over patient folds (cross-conformal; Vovk 2015).
+
+    The validation and test patients together are split into ``folds`` groups (seeded); each
+    group's cases get the interval calibrated on every other group's (normalized scores,
+    sigma floored, pooled over sides and durations, as :func:`analyse`), so every case is a test
+    case once and each calibration holds ~90 % of the patients. Rows as :func:`analyse`'s, with
+    ``scheme`` ``"cross"`` and ``n_calibration`` the mean calibration size.
+    """
+    table = []
+    for method in sorted({r["method"] for r in rows}):
+        mine = [
+            r
+            for r in rows
+            if r["method"] == method
+            and r["split"] in ("val", "test")
+            and np.isfinite(r["value"])
+            and np.isfinite(r["reference"])
+        ]
+        patients = sorted({r["patient_id"] for r in mine})
+        order = np.random.default_rng(seed).permutation(len(patients))
+        fold_of = {patients[i]: j % folds for j, i in enumerate(order)}
+        for measure in MEASURES:
+            cases = [r for r in mine if r["measure"] == measure]
+            if not cases:
+                continue
+            y, v, s = (np.array([r[k] for r in cases]) for k in ("reference", "value", "sigma"))
+            s = np.maximum(s, SIGMA_FLOOR)
+            fold = np.array([fold_of[r["patient_id"]] for r in cases])
+            lo, hi, sizes = np.full(y.shape, np.nan), np.full(y.shape, np.nan), []
+            for k in range(folds):
+                test, cal = fold == k, fold != k
+                if not test.any() or not cal.any():
+                    continue
+                rule = calibrate(y[cal], v[cal], s[cal], level)
+                lo[test], hi[test] = rule.interval(v[test], s[test])
+                sizes.append(int(cal.sum()))
+            durations = np.array([r["duration_min"] for r in cases])
+            groups = {"all": np.ones(y.shape, bool)} | {
+                f"{d:g}": durations == d for d in sorted(set(durations.tolist()))
+            }
+            for duration, g in groups.items():
+                g = g & np.isfinite(lo)
+                cov = coverage(y[g], lo[g], hi[g])
+                table.append(
+                    {
+                        "scheme": "cross",
+                        "method": method,
+                        "measure": measure,
+                        "duration_min": duration,
+                        "level": level,
+                        "n_calibration": round(float(np.mean(sizes)), 1),
+                        "n_test": int(g.sum()),
+                        "coverage": cov.share,
+                        "coverage_low": cov.low,
+                        "coverage_high": cov.high,
+                        "half_width_mean": float(np.mean((hi[g] - lo[g]) / 2)),
+                    }
+                )
+    return table

@@ -303,6 +303,7 @@ def run_sweep(
             ds, sources, cfg.durations, ens, out / "intervals", qcfg, progress
         )
         table, rules = intervals.analyse(rows, cfg.interval_level)
+        table += intervals.cross_conformal(rows, cfg.interval_level, seed=cfg.seed)
         write_csv(out / "intervals.csv", table)
         write_json(out / "intervals.json", rules)
         failures += [f for f in more_failures if f not in failures]
