@@ -144,6 +144,9 @@ def test_count_aware_network_trains_on_every_scan_time(durations_dataset, tmp_pa
     meta = json.loads((run / "best.json").read_text())
     assert meta["model"]["in_channels"] == 2 * context + 1 and meta["model"]["spatial_dims"] == dims
     assert model.conditioned
+    # what denoise checks an input against: the scan times and the voxel it was trained on
+    assert meta["input_range"]["minutes"] == [2.5, 10.0]
+    assert meta["input_range"]["voxel_mm"] == meta["training_voxel_mm"] > 0
     data, _ = loop.load_split_tensors(durations_dataset, cfg, torch.device("cpu"), model)
     x = data["val"].x[:1] / sample_scale(data["val"].x[:1], data["val"].scale[:1])
     with torch.no_grad():

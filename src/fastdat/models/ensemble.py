@@ -164,6 +164,7 @@ def save_ensemble(refs: list[str | Path], out: str | Path) -> Path:
         "dataset_fingerprint": first.get("dataset_fingerprint"),
         "members": members,
     }
-    if first.get("training_voxel_mm"):  # one dataset, so one voxel size
-        extra["training_voxel_mm"] = first["training_voxel_mm"]
+    for key in ("training_voxel_mm", "input_range"):  # one dataset and recipe: the first's
+        if first.get(key):
+            extra[key] = first[key]
     return save_model(ens, out, extra=extra)

@@ -271,8 +271,19 @@ def train(
     }
     if cfg.init:
         cfg_doc["init"] = _init_source(cfg)
-    # the sidecar's, beside cfg_doc (which a resumed run must match): denoise resamples to it
+    # the sidecar's, beside cfg_doc (which a resumed run must match): denoise resamples to the
+    # voxel and checks inputs against the range (voxel size; a count-aware network's scan times)
     voxel = {"training_voxel_mm": training_voxel_mm(dataset)}
+    input_range = {"voxel_mm": voxel["training_voxel_mm"]} if voxel["training_voxel_mm"] else {}
+    if getattr(model, "conditioned", False):
+        from fastdat.data.kinds import kind_minutes
+        from fastdat.training.samples import input_kinds
+
+        minutes = [kind_minutes(k) for k in input_kinds(cfg)]
+        if all(m is not None for m in minutes):
+            input_range["minutes"] = [min(minutes), max(minutes)]
+    if input_range:
+        voxel["input_range"] = input_range
     if (run / "config.yaml").exists():
         old = yaml.safe_load((run / "config.yaml").read_text()) or {}
         if not resume:
