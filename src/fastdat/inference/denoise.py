@@ -91,7 +91,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from fastdat.methods import predict_tensor
+from fastdat.methods import head_box, predict_in_box, predict_tensor
+from fastdat.methods.base import BOX_MARGIN, HEAD_FLOOR  # noqa: F401 - the box's rule, re-exported
 from fastdat.models.registry import ImageToImage
 
 log = logging.getLogger(__name__)
@@ -101,12 +102,6 @@ SIMULATED_NOTICE = (
     "research use only, not for diagnosis"
 )
 MODES = ("anchored", "slice", "tiles")
-HEAD_FLOOR = 0.1
-"""Share of a volume's 99.9th percentile above which a voxel is in the box a volume network
-restores (:func:`head_box`): the head, as the safety checks define it."""
-BOX_MARGIN = 8
-"""Voxels added on every side of that box: the network's view of the head's edge is the
-whole-volume one (its receptive field reaches ~8 voxels into the background)."""
 TILE, STRIDE, RAMP = 64, 32, 8
 LOCATE_WINDOW = (80, 80, 48)
 
@@ -393,7 +388,7 @@ def denoise_volume(
     if volume_net:
         box = head_box(vol.numpy())
         info["restored_box"] = None if box is None else [[b.start, b.stop] for b in box]
-        y, ys = _in_box(net, vol.numpy(), box, minutes, device, batch, why_not is None)
+        y, ys = predict_in_box(net, vol.numpy(), box, minutes, device, batch, why_not is None)
         if ys is not None:
             each = torch.from_numpy(ys).permute(0, 3, 1, 2)[:, :, None].to(device)
         out = torch.from_numpy(y).float().permute(2, 0, 1)[:, None].to(device)
@@ -436,61 +431,9 @@ def denoise_volume(
     return out, info, each
 
 
-def head_box(
-    volume: np.ndarray, floor: float = HEAD_FLOOR, margin: int = BOX_MARGIN
-) -> tuple[slice, slice, slice] | None:
-    """The box a volume network restores: the largest connected set of voxels above ``floor``
-    times the volume's 99.9th percentile (the head), grown by ``margin`` voxels on every side
-    and clipped to the volume; ``None`` when no voxel is above it (an all-zero volume).
-
-    Outside the box the input is kept as it is: background under 10 % of the head's level at
-    least ``margin`` voxels from the head (26 mm at 3.3 mm), and the empty slices and corners of
-    a 128^3 field of view, which cost most of the network's time (module docstring).
-    """
-    vol = np.asarray(volume)
-    level = float(np.percentile(vol, 99.9)) if vol.size else 0.0
-    if level <= 0:
-        level = float(vol.max()) if vol.size else 0.0
-    above = vol > floor * level
-    if level <= 0 or not above.any():
-        return None
-    # the head is the largest connected part: isolated noise or edge voxels of a reconstruction
-    # above the floor would otherwise stretch the box to the field of view
-    from scipy import ndimage
-
-    labels, n = ndimage.label(above)
-    if n > 1:
-        sizes = np.bincount(labels.ravel())[1:]
-        above = labels == 1 + int(np.argmax(sizes))
-    box = []
-    for axis in range(3):
-        hit = np.flatnonzero(above.any(axis=tuple(a for a in range(3) if a != axis)))
-        lo, hi = int(hit[0]) - margin, int(hit[-1]) + 1 + margin
-        box.append(slice(max(0, lo), min(vol.shape[axis], hi)))
-    return tuple(box)
-
-
-def _in_box(net, volume, box, minutes, device, batch, members):
-    """:func:`fastdat.methods.predict_volume` on ``volume[box]``, pasted into a copy of the
-    input (``(image, members or None)``; the members equal the input outside the box too)."""
-    from fastdat.methods import predict_volume
-
-    if box is None:  # nothing above the floor: the whole (empty) volume, as it is
-        box = (slice(None),) * 3
-    got = predict_volume(net, volume[box], minutes, device, batch, members=members)
-    y, ys = got if members else (got, None)
-    out = volume.astype(np.float64, copy=True)
-    out[box] = y
-    if ys is None:
-        return out, None
-    each = np.repeat(volume[None].astype(np.float32), ys.shape[0], axis=0)
-    each[(slice(None), *box)] = ys
-    return out, each
-
-
 def _on_training_grid(volume, net, device, mode, voxel_mm, training_mm, kwargs):
     """:func:`denoise_volume` on the training voxel grid and back (module docstring)."""
-    from fastdat.inference import resample as rs
+    import fastdat.inference.resample as rs
 
     try:
         needed = rs.plan(voxel_mm, training_mm)

@@ -1,7 +1,9 @@
 """Measure one study at every duration with every method: image quality, SBR, observer patches.
 
 For a test study the crop column (the dataset's in-plane crop over all slices) of each
-duration's reconstruction is restored once per method, and that one restoration gives:
+duration's reconstruction is restored once per method (a volume network restores the head's
+box of the whole volume, as ``fastdat denoise`` does, and its crop column is cut from that:
+:func:`fastdat.methods.predict_in_box`), and that one restoration gives:
 
 - image quality on the dataset's crop slices, against the noise-free reconstruction and against
   the 25-min image (:mod:`fastdat.metrics`, mean over the slices);
@@ -32,7 +34,7 @@ from fastdat.anatomy.labels import SIDES, side_labels
 from fastdat.evaluation.evaluate import crop_column as slab
 from fastdat.evaluation.sbr_study import truth_values
 from fastdat.io.atomic import write_bytes
-from fastdat.methods import Method
+from fastdat.methods import Method, head_box, predict_in_box, restores_volumes
 from fastdat.metrics import psnr, ssim
 from fastdat.quantification.sbr import NoStriatumError, QuantConfig, measure_sbr, place_vois
 from fastdat.sweep.config import MEASURES, ObserverConfig, kind
@@ -151,10 +153,16 @@ def measure_study(
         patches(v, slices, centres, observer.patch_px) for v in (nf_slab, slab(truth, i0, j0, size))
     ]
     for d, ms in methods.items():
-        x = slab(src.loaders[kind(d)]()[0], i0, j0, size)
+        full = src.loaders[kind(d)]()[0]
+        x = slab(full, i0, j0, size)
         for m in ms:
             t0 = time.perf_counter()
-            y = m.apply_volume(x)
+            if m.kind == "network" and restores_volumes(m.model):
+                # as fastdat denoise restores it: the head's box of the whole volume
+                whole, _ = predict_in_box(m.model, full, head_box(full), m.scan_minutes, m.device)
+                y = slab(whole, i0, j0, size)
+            else:
+                y = m.apply_volume(x)
             seconds = time.perf_counter() - t0
             crops = np.moveaxis(y[:, :, slices], -1, 0)
             p_nf, s_nf = _iq(crops, ref_nf)
