@@ -270,3 +270,44 @@ def test_cross_conformal_covers_every_case_once_near_the_level():
     sig = np.mean([r["sigma"] for r in rows if r["split"] != "train"])
     q = stats.norm.ppf(0.95) * np.sqrt(1.25)
     assert by["all"]["half_width_mean"] == pytest.approx(q * sig, rel=0.1)
+
+
+def test_a_volume_network_is_scored_on_its_head_box_restoration(sweep):
+    """As ``fastdat denoise`` restores it: a volume network restores the head's box of the whole
+    volume and the sweep scores the crop column cut from that (not a restoration of the column
+    alone, whose smaller field of view changes a GroupNorm network's output)."""
+    import torch
+
+    from fastdat.data import read_dataset
+    from fastdat.data.dataset import sources_from_simulation
+    from fastdat.evaluation.evaluate import crop_column, default_quant
+    from fastdat.methods import Method, head_box, predict_in_box, predict_volume
+    from fastdat.metrics import psnr
+    from fastdat.sweep.config import ObserverConfig
+    from fastdat.sweep.measure import measure_study
+
+    out, _ = sweep
+    ds = read_dataset(out / "dataset")
+    net = Method("vol", "network", input_kind="5min", model=_random_countunet(3))
+    kinds = (*(f"{d:g}min" for d in DURATIONS), "noisefree")
+    test_id = next(s for s, sp in ds.split_of_study.items() if sp == "test")
+    src = next(s for s in sources_from_simulation(out / "sim", kinds) if s.study_id == test_id)
+    st = ds.studies.loc[test_id]
+    corner = (int(st["corner_i"]), int(st["corner_j"]))
+    slices = np.array(json.loads(st["slices"]))
+    qcfg = default_quant(ds)
+    res = measure_study(
+        src, "test", corner, slices, {5.0: [net]}, 25.0, ds.crop, qcfg, ObserverConfig()
+    )
+    row = next(r for r in res["rows"] if r["method"] == "vol")
+    full, _ = src.loaders["5min"]()
+    nf = crop_column(src.loaders["noisefree"]()[0], *corner, ds.crop)
+
+    def column_psnr(y):  # as the sweep scores it: mean over the dataset's crop slices
+        p = torch.from_numpy(np.moveaxis(y[:, :, slices], -1, 0)).double()
+        return float(psnr(p, torch.from_numpy(np.moveaxis(nf[:, :, slices], -1, 0))).mean())
+
+    boxed, _ = predict_in_box(net.model, full, head_box(full), 5.0)
+    assert row["psnr_nf"] == pytest.approx(column_psnr(crop_column(boxed, *corner, ds.crop)))
+    alone = predict_volume(net.model, crop_column(full, *corner, ds.crop), 5.0)
+    assert row["psnr_nf"] != pytest.approx(column_psnr(alone), abs=1e-3)
