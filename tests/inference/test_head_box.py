@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from fastdat.inference.denoise import BOX_MARGIN, HEAD_FLOOR, denoise_volume, head_box
-from fastdat.methods import predict_volume
+from fastdat.inference.denoise import denoise_volume
+from fastdat.methods import head_box, predict_volume
+from fastdat.methods.base import BOX_MARGIN, HEAD_FLOOR
 from fastdat.models import build_model
 from fastdat.models.ensemble import ensemble_from
 

@@ -92,7 +92,6 @@ import torch
 import torch.nn.functional as F
 
 from fastdat.methods import head_box, predict_in_box, predict_tensor
-from fastdat.methods.base import BOX_MARGIN, HEAD_FLOOR  # noqa: F401 - the box's rule, re-exported
 from fastdat.models.registry import ImageToImage
 
 log = logging.getLogger(__name__)

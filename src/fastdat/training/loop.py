@@ -69,7 +69,7 @@ def training_voxel_mm(ds_dir: str | Path) -> float | None:
     does not record it or its studies differ (then no resampling is planned at inference)."""
     from fastdat.data import read_dataset
 
-    studies = read_dataset(ds_dir).studies
+    studies = read_dataset(ds_dir, mmap=True).studies  # the table only: crops stay on disk
     if "voxel_mm" not in studies:
         return None
     sizes = {round(float(v), 3) for v in studies["voxel_mm"].dropna()}
@@ -273,8 +273,9 @@ def train(
         cfg_doc["init"] = _init_source(cfg)
     # the sidecar's, beside cfg_doc (which a resumed run must match): denoise resamples to the
     # voxel and checks inputs against the range (voxel size; a count-aware network's scan times)
-    voxel = {"training_voxel_mm": training_voxel_mm(dataset)}
-    input_range = {"voxel_mm": voxel["training_voxel_mm"]} if voxel["training_voxel_mm"] else {}
+    voxel_mm = training_voxel_mm(dataset)
+    sidecar: dict = {"training_voxel_mm": voxel_mm}
+    input_range = {"voxel_mm": voxel_mm} if voxel_mm else {}
     if getattr(model, "conditioned", False):
         from fastdat.data.kinds import kind_minutes
         from fastdat.training.samples import input_kinds
@@ -283,7 +284,7 @@ def train(
         if all(m is not None for m in minutes):
             input_range["minutes"] = [min(minutes), max(minutes)]
     if input_range:
-        voxel["input_range"] = input_range
+        sidecar["input_range"] = input_range
     if (run / "config.yaml").exists():
         old = yaml.safe_load((run / "config.yaml").read_text()) or {}
         if not resume:
@@ -313,7 +314,7 @@ def train(
         val = evaluate_split(model, data["val"], cfg)
         state.update(best_val=val["loss"], best_epoch=0)
         if rank == 0:
-            save_model(model, run / "best", extra={**cfg_doc, **voxel, "epoch": 0, "val": val})
+            save_model(model, run / "best", extra={**cfg_doc, **sidecar, "epoch": 0, "val": val})
         log.info("fine-tuning from %s: validation PSNR %.2f dB at epoch 0", cfg.init, val["psnr"])
     net = model
     if world > 1:
@@ -379,7 +380,7 @@ def train(
         if rank == 0:
             if improved:
                 save_model(
-                    model, run / "best", extra={**cfg_doc, **voxel, "epoch": epoch, "val": val}
+                    model, run / "best", extra={**cfg_doc, **sidecar, "epoch": epoch, "val": val}
                 )
             _save_state(run, model, opt, state, cfg_doc)
             _write_history(run, state["history"])
